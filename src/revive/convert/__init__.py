@@ -1,0 +1,1 @@
+"""Converters from the papers' official checkpoints to our state_dicts."""

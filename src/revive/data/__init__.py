@@ -1,0 +1,1 @@
+"""Degradations, image reading, datasets and datamodules."""

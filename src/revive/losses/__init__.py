@@ -1,0 +1,1 @@
+"""Loss functions: GAN (LSGAN, WGAN-GP), perceptual (VGG19), feature matching, segmentation, KL."""

@@ -1,0 +1,1 @@
+"""Image quality metrics: PSNR / SSIM (BasicSR convention) and LPIPS."""

@@ -1,0 +1,1 @@
+"""LightningModules: losses, optimizers, schedules, metrics and image logging."""

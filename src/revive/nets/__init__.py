@@ -1,0 +1,1 @@
+"""Pure nn.Modules, one file per network family; no Lightning, no losses."""

@@ -1,0 +1,1 @@
+"""Inference pipelines that use nets/ directly (no Lightning needed)."""
