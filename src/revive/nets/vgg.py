@@ -57,9 +57,18 @@ def vgg19_features(weights: Path | None, upto: int = 30) -> nn.Sequential:
     The file is read with ``weights_only=True``. With ``weights=None`` the layers keep their random
     init; the caller must have decided (and said) that this is acceptable.
     """
-    net = vgg19()
-    if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
-        log.info("Loaded VGG19 weights from %s", weights)
-    return net.features[:upto]
+    # build on the meta device: the 102M-parameter classifier is never allocated or initialised
+    with torch.device("meta"):
+        features = vgg19().features[:upto]
+    features = features.to_empty(device="cpu")
+    if weights is None:
+        for module in features.modules():
+            if isinstance(module, nn.Conv2d):
+                module.reset_parameters()
+        return features
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    prefix = "features."
+    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    features.load_state_dict({k: v for k, v in own.items() if k in features.state_dict()})
+    log.info("Loaded VGG19 weights from %s", weights)
+    return features
