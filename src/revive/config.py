@@ -30,6 +30,42 @@ class PhotoDataSchema:
 
 
 @dataclass
+class ScratchDataSchema(PhotoDataSchema):
+    """``ScratchDataModule``: a degradation preset may run before the scratches."""
+
+    degradation: str | None = None
+
+
+@dataclass
+class VAE2DataSchema(PhotoDataSchema):
+    """``VAE2DataModule``: clean photos."""
+
+    _target_: str = "revive.data.datamodules.VAE2DataModule"
+    gray_p: float = 0.1
+
+
+@dataclass
+class VAE1DataSchema(PhotoDataSchema):
+    """``VAE1DataModule``: real old photos (or a stand-in) and synthetic ones."""
+
+    _target_: str = "revive.data.datamodules.VAE1DataModule"
+    real_dir: str | None = None
+    degradation: str = "official"
+    real_standin: str = "rstandin"
+    gray_p: float = 0.1
+
+
+@dataclass
+class MappingDataSchema(PhotoDataSchema):
+    """``MappingDataModule``: paired degraded / clean crops with the damage mask."""
+
+    _target_: str = "revive.data.datamodules.MappingDataModule"
+    degradation: str = "official"
+    holes: bool = False
+    gray_p: float = 0.1
+
+
+@dataclass
 class UNetSchema:
     """``revive.nets.unet.ScratchUNet`` arguments."""
 
@@ -56,9 +92,100 @@ class ScratchModelSchema:
     tta_flip: bool = False
 
 
+@dataclass
+class VAENetSchema:
+    """``revive.nets.vae.VAE`` arguments."""
+
+    in_channels: int = 3
+    out_channels: int = 3
+    ngf: int = 64
+    mc: int = 64
+    learned_variance: bool = False
+
+
+@dataclass
+class PatchDSchema:
+    """``revive.nets.discriminators.MultiscaleDiscriminator`` arguments (without in_channels)."""
+
+    ndf: int = 64
+    n_layers: int = 3
+    num_scales: int = 2
+    spectral_norm: bool = False
+
+
+@dataclass
+class LatentDSchema:
+    """The latent discriminator: one PatchGAN scale on the 64-channel latent."""
+
+    ndf: int = 64
+    n_layers: int = 3
+
+
+@dataclass
+class VAEModelSchema:
+    """``revive.models.vae.VAEModule`` arguments."""
+
+    _target_: str = "revive.models.vae.VAEModule"
+    _convert_: str = "all"
+    net: VAENetSchema = field(default_factory=VAENetSchema)
+    image_d: PatchDSchema = field(default_factory=PatchDSchema)
+    latent_d: LatentDSchema = field(default_factory=LatentDSchema)
+    latent_gan: bool = False
+    variational: bool = True
+    weights: dict[str, float] = field(default_factory=dict)
+    l1_if_no_vgg: float = 0.0
+    vgg_weights: str | None = None
+    vgg_on_missing: str = "error"
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    epochs_constant: int = 100
+    epochs_decay: int = 100
+
+
+@dataclass
+class MappingNetSchema:
+    """The mapping network: ``kind`` and the arguments of ``revive.nets.mapping``'s classes."""
+
+    kind: str = "quality"
+    channels: int = 512
+    n_blocks: int = 6
+    global_branch: bool = True
+    use_mask: bool = True
+    mask_downsample: str = "official"
+
+
+@dataclass
+class MappingModelSchema:
+    """``revive.models.mapping.MappingModule`` arguments."""
+
+    _target_: str = "revive.models.mapping.MappingModule"
+    _convert_: str = "all"
+    mapping: MappingNetSchema = field(default_factory=MappingNetSchema)
+    vae1_ckpt: str | None = None
+    vae2_ckpt: str | None = None
+    image_d: PatchDSchema = field(default_factory=PatchDSchema)
+    end_to_end: bool = False
+    image_space: bool = False
+    vae_net: VAENetSchema = field(default_factory=VAENetSchema)
+    weights: dict[str, float] = field(default_factory=dict)
+    l1_if_no_vgg: float = 0.0
+    vgg_weights: str | None = None
+    vgg_on_missing: str = "error"
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.9])
+    epochs_constant: int = 150
+    epochs_decay: int = 100
+
+
 SCHEMAS = {
-    ("data", "photo_schema"): PhotoDataSchema,
+    ("data", "scratch_schema"): ScratchDataSchema,
+    ("data", "vae1_schema"): VAE1DataSchema,
+    ("data", "vae2_schema"): VAE2DataSchema,
+    ("data", "mapping_schema"): MappingDataSchema,
     ("model", "scratch_schema"): ScratchModelSchema,
+    ("model", "vae_schema"): VAEModelSchema,
+    ("model", "mapping_schema"): MappingModelSchema,
 }
 
 

@@ -23,8 +23,10 @@ def test_experiments_found() -> None:
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_runs_one_fast_dev_run_step(experiment: str, train_cfg) -> None:
-    # paper presets keep their network sizes; only the batch shrinks so the smoke run stays short
-    cfg = train_cfg([f"experiment={experiment}", "debug=fdr", "data.batch_size=2", "logger=csv"])
+    # paper presets keep their network sizes; only batch and crop shrink to keep the smoke run short
+    cfg = train_cfg(
+        [f"experiment={experiment}", "debug=fdr", "data.batch_size=2", "data.crop_size=64", "logger=csv"]
+    )
     metrics, objects = train(cfg)
     assert objects["trainer"].global_step >= 1 or objects["trainer"].fast_dev_run
     assert any(k.startswith("train/") for k in metrics), metrics

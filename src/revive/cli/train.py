@@ -68,6 +68,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 def main(cfg: DictConfig) -> float | None:
     """Console entry point: ``revive-train experiment=... key=value``."""
     spine.extras(cfg)
+    if cfg.get("chain"):
+        from revive.chain import run_chain
+
+        run_chain(cfg)
+        return None
     metrics, _ = train(cfg)
     return spine.get_metric_value(metrics, cfg.get("optimized_metric"))
 

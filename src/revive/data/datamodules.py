@@ -7,7 +7,16 @@ import logging
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset
 
-from revive.data.datasets import ReseedableDataset, ScratchDataset, seed_worker
+from revive.data.datasets import (
+    CleanDataset,
+    OldPhotoMixDataset,
+    PairedDegradationDataset,
+    ReseedableDataset,
+    ScratchDataset,
+    collate_domains,
+    seed_worker,
+)
+from revive.data.degradations import build_degradation
 from revive.data.sources import PhotoSource
 
 log = logging.getLogger(__name__)
@@ -24,9 +33,12 @@ class PhotoDataModule(pl.LightningDataModule):
     :param val_length: number of fixed validation samples drawn once at setup.
     """
 
+    collate_fn = None  # the default collation; VAE1 overrides it
+
     def __init__(
         self, data_dir: str | None = None, crop_size: int = 256, batch_size: int = 8,
         num_workers: int = 0, train_length: int = 1000, val_length: int = 32, seed: int = 0,
+        **options: object,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -62,19 +74,81 @@ class PhotoDataModule(pl.LightningDataModule):
         return DataLoader(
             self.train_set, batch_size=self.device_batch_size, shuffle=True, drop_last=True,
             num_workers=workers, worker_init_fn=seed_worker, persistent_workers=workers > 0,
+            collate_fn=self.collate_fn,
         )
 
     def val_dataloader(self) -> DataLoader:
         items: Dataset = self.val_items  # a list of samples is a valid map-style dataset
-        return DataLoader(items, batch_size=self.device_batch_size, shuffle=False)
+        return DataLoader(
+            items, batch_size=self.device_batch_size, shuffle=False, collate_fn=self.collate_fn
+        )
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
 
 
 class ScratchDataModule(PhotoDataModule):
-    """Gray crops with synthetic scratches and their exact masks, for the scratch detector."""
+    """Gray crops with synthetic scratches and their exact masks, for the scratch detector.
+
+    Extra option: ``degradation`` (a preset applied before the scratches, or None).
+    """
 
     def make_dataset(self, split: str, length: int, seed: int) -> ReseedableDataset:
         source = PhotoSource(self.hparams.data_dir, split)
-        return ScratchDataset(source, self.hparams.crop_size, length, seed)
+        preset = self.hparams.get("degradation")
+        before = build_degradation(preset, seed=seed + 1) if preset else None
+        return ScratchDataset(source, self.hparams.crop_size, length, seed, before)
+
+
+class VAE2DataModule(PhotoDataModule):
+    """Clean photos Y for VAE2. Extra option: ``gray_p``."""
+
+    def make_dataset(self, split: str, length: int, seed: int) -> ReseedableDataset:
+        source = PhotoSource(self.hparams.data_dir, split)
+        return CleanDataset(
+            source, self.hparams.crop_size, length, seed, self.hparams.get("gray_p", 0.1)
+        )
+
+
+class VAE1DataModule(PhotoDataModule):
+    """Real old photos R and synthetic old photos X, both in every batch, with a domain flag.
+
+    Extra options: ``real_dir`` (folder of real old photos; null = a degraded stand-in),
+    ``degradation`` (preset for X), ``real_standin`` (preset for the stand-in R), ``gray_p``.
+    ``batch_size`` counts images: half R, half X.
+    """
+
+    collate_fn = staticmethod(collate_domains)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.hparams.batch_size % 2:
+            raise ValueError(
+                f"data.batch_size={self.hparams.batch_size} must be even: half R, half X."
+            )
+        super().setup(stage)
+        self.device_batch_size //= 2  # each item holds one R and one X
+
+    def make_dataset(self, split: str, length: int, seed: int) -> ReseedableDataset:
+        hp = self.hparams
+        real_dir = hp.get("real_dir")
+        real = PhotoSource(real_dir, split) if real_dir else None
+        return OldPhotoMixDataset(
+            PhotoSource(hp.data_dir, split), real, hp.crop_size, length // 2, seed,
+            hp.get("degradation", "official"), hp.get("real_standin", "rstandin"),
+            hp.get("gray_p", 0.1),
+        )
+
+
+class MappingDataModule(PhotoDataModule):
+    """Paired (X, Y, mask) crops for the mapping network.
+
+    Extra options: ``degradation`` (preset), ``holes`` (irregular white holes, scratch mapping),
+    ``gray_p``.
+    """
+
+    def make_dataset(self, split: str, length: int, seed: int) -> ReseedableDataset:
+        hp = self.hparams
+        return PairedDegradationDataset(
+            PhotoSource(hp.data_dir, split), hp.crop_size, length, seed,
+            hp.get("degradation", "official"), hp.get("holes", False), hp.get("gray_p", 0.1),
+        )

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from revive.data.scratches import AddCreases, AddDust, AddScratches
+from revive.data.degradations import build_degradation
+from revive.data.scratches import AddDust, AddScratches
 from revive.data.sources import PhotoSource
 
 
@@ -41,8 +42,11 @@ def crop_transforms(crop_size: int) -> list[A.BasicTransform]:
 
 
 def scratch_overlays() -> list[A.BasicTransform]:
-    """The detector's damage: scratches always, dust and creases sometimes."""
-    return [AddScratches(p=1.0), AddDust(p=0.5), AddCreases(p=0.2)]
+    """The detector's damage: scratches always, dust specks half the time.
+
+    Creases are left out: their shading band changes wide areas that are not scratches.
+    """
+    return [AddScratches(p=1.0), AddDust(p=0.5)]
 
 
 class ReseedableDataset(Dataset):
@@ -99,3 +103,112 @@ class ScratchDataset(ReseedableDataset):
         mask = np.zeros(photo.shape[:2], np.uint8)
         out = self.transform(image=photo, mask=mask)
         return {"image": to_tensor(out["image"]), "mask": torch.from_numpy(out["mask"])[None].float()}
+
+
+def crop_compose(crop_size: int, gray_p: float, seed: int) -> A.Compose:
+    """Random crop, flip and (with ``gray_p``) 3-channel grayscale of a clean photo, as official."""
+    return A.Compose(
+        [*crop_transforms(crop_size), A.ToGray(num_output_channels=3, p=gray_p)], seed=seed
+    )
+
+
+class CleanDataset(ReseedableDataset):
+    """Clean crops Y for VAE2: ``{"image": (3, S, S) in [-1, 1]}``."""
+
+    def __init__(
+        self, source: PhotoSource, crop_size: int, length: int, seed: int, gray_p: float = 0.1
+    ) -> None:
+        self.source = source
+        self.crop_size = crop_size
+        self.length = length
+        self.transform = crop_compose(crop_size, gray_p, seed)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def crop(self, index: int) -> np.ndarray:
+        """A random crop of photo ``index`` (cycled over the source)."""
+        photo = upscale_to(self.source[index % len(self.source)], self.crop_size)
+        return self.transform(image=photo)["image"]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"image": to_tensor(self.crop(index))}
+
+
+def degrade(compose: A.Compose, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run a degradation Compose; return the damaged image and its damage mask (H x W {0,1})."""
+    out = compose(image=image, mask=np.zeros(image.shape[:2], np.uint8))
+    return out["image"], out["mask"]
+
+
+class OldPhotoMixDataset(CleanDataset):
+    """VAE1's data: each item is one real old photo R and one synthetic old photo X.
+
+    Pairing R and X in every item makes every batch hold both domains in equal numbers, which the
+    latent discriminator needs. Without a folder of real old photos, R is a stand-in: clean sample
+    photos damaged with a different preset (``real_standin``), which is NOT real data.
+    Collate with ``collate_domains``.
+    """
+
+    def __init__(
+        self, source: PhotoSource, real_source: PhotoSource | None, crop_size: int, length: int,
+        seed: int, degradation: str = "official", real_standin: str = "rstandin",
+        gray_p: float = 0.1,
+    ) -> None:
+        super().__init__(source, crop_size, length, seed, gray_p)
+        self.real_source = real_source
+        self.real_crop = crop_compose(crop_size, 0.0, seed + 1)
+        self.synthetic = build_degradation(degradation, seed=seed + 2)
+        self.standin = build_degradation(real_standin, seed=seed + 3) if real_source is None else None
+
+    def reseed(self, seed: int) -> None:
+        for offset, compose in enumerate((self.transform, self.real_crop, self.synthetic, self.standin)):
+            if compose is not None:
+                compose.set_random_seed(seed + offset)
+
+    def real_photo(self, index: int) -> np.ndarray:
+        """R: a crop of a real old photo, or of a clean photo damaged by the stand-in preset."""
+        if self.standin is not None:
+            return degrade(self.standin, self.crop(index + 1))[0]
+        photo = upscale_to(self.real_source[index % len(self.real_source)], self.crop_size)
+        return self.real_crop(image=photo)["image"]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        synthetic, _ = degrade(self.synthetic, self.crop(index))
+        return {"real": to_tensor(self.real_photo(index)), "synthetic": to_tensor(synthetic)}
+
+
+def collate_domains(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack (R, X) items into ``{"image": (2B, 3, S, S), "domain": (2B,)}``, R first (flag 1)."""
+    real = torch.stack([item["real"] for item in items])
+    synthetic = torch.stack([item["synthetic"] for item in items])
+    domain = torch.cat([torch.ones(len(items)), torch.zeros(len(items))]).long()
+    return {"image": torch.cat([real, synthetic]), "domain": domain}
+
+
+class PairedDegradationDataset(CleanDataset):
+    """The mapping's data: the same crop clean (Y) and degraded (X), with the damage mask.
+
+    ``{"degraded": X, "clean": Y, "mask": (1, S, S) in {0, 1}}``; grayscale (p=0.1) applies to both
+    as official; ``holes`` adds the scratch mapping's irregular white holes (half the samples).
+    """
+
+    def __init__(
+        self, source: PhotoSource, crop_size: int, length: int, seed: int,
+        degradation: str = "official", holes: bool = False, gray_p: float = 0.1,
+    ) -> None:
+        super().__init__(source, crop_size, length, seed, gray_p)
+        self.damage = build_degradation(degradation, holes=holes, seed=seed + 1)
+
+    def reseed(self, seed: int) -> None:
+        self.transform.set_random_seed(seed)
+        self.damage.set_random_seed(seed + 1)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        clean = self.crop(index)
+        degraded, mask = degrade(self.damage, clean)
+        return {
+            "degraded": to_tensor(degraded),
+            "clean": to_tensor(clean),
+            "mask": torch.from_numpy(mask)[None].float(),
+        }

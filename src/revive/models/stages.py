@@ -1,0 +1,86 @@
+"""Stage checkpoints: load a trained (or converted official) VAE or detector by path, checked.
+
+A stage checkpoint is a Lightning checkpoint (``state_dict`` + ``hyper_parameters``); the
+converters write the same layout, so official weights and our runs load the same way. Everything
+is read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from revive.nets.unet import ScratchUNet
+from revive.nets.vae import VAE
+
+STAGES = {
+    "vae1": "VAE1 (experiment=bopb/vae1*: model.latent_gan=true)",
+    "vae2": "VAE2 (experiment=bopb/vae2*: model.latent_gan=false)",
+    "scratch": "the scratch detector (experiment=bopb/scratch*)",
+}
+
+
+def read_checkpoint(path: str | Path, expected: str) -> dict[str, Any]:
+    """Read a checkpoint safely; errors name the file and the stage it should come from."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Checkpoint '{path}' for {STAGES.get(expected, expected)} does not exist. Train that "
+            "stage first or fix the path."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - the unpickler raises many types
+        raise ValueError(
+            f"Checkpoint '{path}' cannot be loaded safely ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}). Only plain tensor checkpoints are accepted; "
+            "files with pickled code are refused."
+        ) from err
+    if not isinstance(state, dict) or "state_dict" not in state or "hyper_parameters" not in state:
+        raise ValueError(
+            f"'{path}' is not a revive stage checkpoint (no state_dict/hyper_parameters); expected "
+            f"{STAGES.get(expected, expected)}. Convert official weights with revive-convert."
+        )
+    return state
+
+
+def submodule_state(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under ``prefix.`` with the prefix removed."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in state_dict.items() if k.startswith(prefix + ".")}
+
+
+def load_vae(path: str | Path, expected: str) -> tuple[VAE, dict[str, Any]]:
+    """Build and load the VAE of a stage-1 checkpoint (``vae1`` or ``vae2``); also its net args."""
+    state = read_checkpoint(path, expected)
+    hp = state["hyper_parameters"]
+    if "latent_gan" not in hp or "net" not in hp:
+        raise ValueError(f"'{path}' is not a VAE checkpoint; expected {STAGES[expected]}.")
+    stage = "vae1" if hp["latent_gan"] else "vae2"
+    if stage != expected:
+        raise ValueError(
+            f"'{path}' holds {STAGES[stage]}, but {STAGES[expected]} is expected here. "
+            "Swap the two paths."
+        )
+    vae = VAE(**hp["net"])
+    vae.load_state_dict(submodule_state(state["state_dict"], "vae"))
+    return vae, dict(hp["net"])
+
+
+def load_detector(path: str | Path) -> tuple[ScratchUNet, dict[str, Any]]:
+    """Build and load the scratch U-Net of a detector checkpoint; also return its hparams."""
+    state = read_checkpoint(path, "scratch")
+    hp = state["hyper_parameters"]
+    if "threshold" not in hp or "net" not in hp:
+        raise ValueError(f"'{path}' is not a scratch-detector checkpoint; expected {STAGES['scratch']}.")
+    net = ScratchUNet(**hp["net"])
+    net.load_state_dict(submodule_state(state["state_dict"], "net"))
+    return net, hp
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """No gradients, eval mode."""
+    return module.requires_grad_(False).eval()
