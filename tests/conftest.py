@@ -64,3 +64,40 @@ def run_cli(name: str, args: list[str], cwd: Path, timeout: int = 600) -> subpro
     return subprocess.run(
         [str(BIN / name), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def save_stage(module, path: Path) -> Path:
+    """Save a LightningModule the way a stage checkpoint stores it (state_dict + hparams)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+TINY_VAE = {"ngf": 8, "mc": 8}
+TINY_D = {"ndf": 4, "n_layers": 2, "num_scales": 1}
+
+
+def make_tiny_stages(root: Path) -> dict[str, Path]:
+    """Random-weight tiny detector, VAE1, VAE2 and scratch/quality mappings as stage checkpoints.
+
+    Files carry the names ``revive-restore`` expects, so ``root`` is a checkpoints folder.
+    """
+    from revive.models.mapping import MappingModule
+    from revive.models.scratch import ScratchDetector
+    from revive.models.vae import VAEModule
+
+    vae = {"net": TINY_VAE, "image_d": TINY_D, "vgg_on_missing": "disable"}
+    paths = {
+        "vae1": save_stage(VAEModule(**vae, latent_gan=True, latent_d={"ndf": 4}), root / "vae1.ckpt"),
+        "vae2": save_stage(VAEModule(**vae), root / "vae2.ckpt"),
+        "detector": save_stage(ScratchDetector(net={"depth": 2, "wf": 2}), root / "detector.ckpt"),
+    }
+    for kind in ("scratch", "quality"):
+        mapping = MappingModule(
+            mapping={"kind": kind, "channels": 8, "n_blocks": 1}, vae1_ckpt=str(paths["vae1"]),
+            vae2_ckpt=str(paths["vae2"]), image_d=TINY_D, vgg_on_missing="disable",
+        )
+        paths[kind] = save_stage(mapping, root / f"mapping_{kind}.ckpt")
+    return paths

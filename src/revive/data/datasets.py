@@ -158,7 +158,7 @@ class OldPhotoMixDataset(CleanDataset):
         super().__init__(source, crop_size, length, seed, gray_p)
         self.real_source = real_source
         self.real_crop = crop_compose(crop_size, 0.0, seed + 1)
-        self.synthetic = build_degradation(degradation, seed=seed + 2)
+        self.synthetic = build_degradation(degradation, seed=seed + 2, gray=False)
         self.standin = build_degradation(real_standin, seed=seed + 3) if real_source is None else None
 
     def reseed(self, seed: int) -> None:
@@ -198,7 +198,7 @@ class PairedDegradationDataset(CleanDataset):
         degradation: str = "official", holes: bool = False, gray_p: float = 0.1,
     ) -> None:
         super().__init__(source, crop_size, length, seed, gray_p)
-        self.damage = build_degradation(degradation, holes=holes, seed=seed + 1)
+        self.damage = build_degradation(degradation, holes=holes, seed=seed + 1, gray=False)
 
     def reseed(self, seed: int) -> None:
         self.transform.set_random_seed(seed)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from revive.data import imageio
 from revive.data.sample import sample_photos
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,6 @@ class PhotoSource:
 
     @staticmethod
     def _scan(root: Path, split: str, min_size: int | None) -> list[Path]:
-        from revive.data import imageio  # noqa: PLC0415 - only folder sources read files
-
         if not root.is_dir():
             raise FileNotFoundError(
                 f"data_dir '{root}' is not a folder. Point data.data_dir at a folder of images, "
@@ -59,8 +58,6 @@ class PhotoSource:
     def __getitem__(self, index: int) -> np.ndarray:
         if self._arrays is not None:
             return self._arrays[index]
-        from revive.data import imageio  # noqa: PLC0415
-
         return imageio.read_image(self._paths[index])
 
     def name(self, index: int) -> str:
