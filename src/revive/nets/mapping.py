@@ -1,0 +1,177 @@
+"""Latent mapping networks of BOPBTL: VAE1 latent (old photo) -> VAE2 latent (clean photo).
+
+All three share the official layout: a ``head`` of four 3x3 convs lifting the 64-channel latent
+to 512 channels, then ResnetBlocks, then a ``tail`` of convs back to 64 channels; the spatial
+size never changes. They differ in the global branch inserted in between:
+
+- ``QualityMapping`` (official ``Mapping_Model``): none; unstructured degradation only.
+- ``ScratchMapping`` (official ``Mapping_Model_with_mask``): a ``PartialNonLocal`` block that
+  fills the scratched positions from the rest of the photo.
+- ``PatchAttentionMapping`` (official ``Mapping_Model_with_mask_2``, the ``--HR`` mode): three
+  hard patch attentions at patch sizes 8, 4, 2 instead of the hw x hw nonlocal block.
+
+Widths generalise the official ones: stage widths are ``in_channels * 2**k`` capped at
+``channels`` (64 -> 128 -> 256 -> 512 -> 512 officially).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from revive.nets.non_local import Attention, MaskDownsample, PartialNonLocal, PatchAttention
+from revive.nets.vae import ResnetBlock, init_weights
+
+
+def _conv_in_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, 3, padding=1),
+        nn.InstanceNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def _widths(in_channels: int, channels: int) -> list[int]:
+    # [c, 2c, 4c, 8c, 16c] capped at ``channels``: the head walks it up, the tail down.
+    if channels > 16 * in_channels:
+        raise ValueError(
+            f"Mapping width channels={channels} exceeds 16 x in_channels={in_channels}; "
+            "the head's four doublings cannot reach it. Lower channels."
+        )
+    return [min(in_channels * 2**k, channels) for k in range(5)]
+
+
+def mapping_head(in_channels: int, channels: int, n_blocks: int = 0) -> nn.Sequential:
+    """Four Conv3x3-IN-ReLU lifting the latent to ``channels``, then ``n_blocks`` ResnetBlocks."""
+    widths = _widths(in_channels, channels)
+    layers = [m for k in range(4) for m in _conv_in_relu(widths[k], widths[k + 1])]
+    layers += [ResnetBlock(widths[-1]) for _ in range(n_blocks)]
+    return nn.Sequential(*layers)
+
+
+def mapping_tail(in_channels: int, channels: int, n_blocks: int) -> nn.Sequential:
+    """``n_blocks`` ResnetBlocks, three Conv3x3-IN-ReLU down, and a last Conv3x3 to the latent."""
+    widths = _widths(in_channels, channels)
+    layers: list[nn.Module] = [ResnetBlock(widths[-1]) for _ in range(n_blocks)]
+    layers += [m for k in range(4, 1, -1) for m in _conv_in_relu(widths[k], widths[k - 1])]
+    layers.append(nn.Conv2d(widths[1], in_channels, 3, padding=1))
+    return nn.Sequential(*layers)
+
+
+class QualityMapping(nn.Module):
+    """Mapping for unstructured degradation (official ``Mapping_Model``): z -> z'.
+
+    :param in_channels: latent channels (64).
+    :param channels: width of the middle (``map_mc``, 512).
+    :param n_blocks: ResnetBlocks in the middle (``mapping_n_block``, 6).
+    """
+
+    def __init__(self, in_channels: int = 64, channels: int = 512, n_blocks: int = 6) -> None:
+        super().__init__()
+        self.head = mapping_head(in_channels, channels)
+        self.tail = mapping_tail(in_channels, channels, n_blocks)
+        init_weights(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z: (B, in_channels, h, w) VAE1 latent -> (B, in_channels, h, w) VAE2 latent."""
+        return self.tail(self.head(z))
+
+
+class ScratchMapping(nn.Module):
+    """Mapping with the partial nonlocal global branch (official ``Mapping_Model_with_mask``).
+
+    head -> ``global_branch`` (PartialNonLocal) -> tail (``n_blocks`` ResnetBlocks + convs).
+
+    :param in_channels: latent channels (64).
+    :param channels: width of the middle (512).
+    :param n_blocks: ResnetBlocks after the global branch (6).
+    :param global_branch: False drops the nonlocal block (ablation "no global branch"); the net
+        is then a QualityMapping and ignores the mask.
+    :param use_mask: False runs the block as a plain nonlocal block with residual fusion
+        (ablation "nonlocal without mask"), see ``PartialNonLocal``.
+    :param mask_downsample: ``official`` or ``maxpool`` (SPEC §2), see ``downsample_mask``.
+    :param attention: ``sdpa`` (memory-linear) or ``naive`` (official hw x hw).
+    :param query_chunk: queries per attention call.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 64,
+        channels: int = 512,
+        n_blocks: int = 6,
+        global_branch: bool = True,
+        use_mask: bool = True,
+        mask_downsample: MaskDownsample = "official",
+        attention: Attention = "sdpa",
+        query_chunk: int = 1024,
+    ) -> None:
+        super().__init__()
+        self.use_mask = use_mask
+        self.head = mapping_head(in_channels, channels)
+        self.global_branch = (
+            PartialNonLocal(
+                channels,
+                mask_downsample=mask_downsample,
+                attention=attention,
+                query_chunk=query_chunk,
+            )
+            if global_branch
+            else None
+        )
+        self.tail = mapping_tail(in_channels, channels, n_blocks)
+        init_weights(self)
+        if self.global_branch is not None:
+            nn.init.zeros_(self.global_branch.W.bias)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """z: (B, in_channels, h, w); mask: (B, 1, 4h, 4w) image-resolution, 1 = scratch."""
+        x = self.head(z)
+        if self.global_branch is not None:
+            x = self.global_branch(x, mask if self.use_mask else None)
+        return self.tail(x)
+
+
+class PatchAttentionMapping(nn.Module):
+    """HR mapping with multi-scale hard patch attention (official ``Mapping_Model_with_mask_2``).
+
+    head (4 convs + 2 ResnetBlocks) -> attention(8) -> 2 ResnetBlocks -> attention(4) ->
+    2 ResnetBlocks -> attention(2) -> tail (2 ResnetBlocks + convs). The latent sides should be
+    multiples of the largest patch size (image multiple of 32), see ``PatchAttention``.
+
+    :param in_channels: latent channels (64).
+    :param channels: width of the middle (512).
+    :param patch_sizes: one PatchAttention per size, coarse to fine.
+    :param n_blocks: ResnetBlocks before, between and after the attentions (official 2).
+    :param fill_border: see ``PatchAttention``.
+    :param query_chunk: hole patches per similarity block.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 64,
+        channels: int = 512,
+        patch_sizes: tuple[int, ...] = (8, 4, 2),
+        n_blocks: int = 2,
+        fill_border: bool = False,
+        query_chunk: int = 1024,
+    ) -> None:
+        super().__init__()
+        self.head = mapping_head(in_channels, channels, n_blocks)
+        self.attention = nn.ModuleList(
+            PatchAttention(channels, p, fill_border, query_chunk) for p in patch_sizes
+        )
+        self.res_blocks = nn.ModuleList(
+            nn.Sequential(*(ResnetBlock(channels) for _ in range(n_blocks)))
+            for _ in patch_sizes[1:]
+        )
+        self.tail = mapping_tail(in_channels, channels, n_blocks)
+        init_weights(self)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """z: (B, in_channels, h, w); mask: (B, 1, 4h, 4w) image-resolution, 1 = scratch."""
+        x = self.head(z)
+        for k, attention in enumerate(self.attention):
+            if k > 0:
+                x = self.res_blocks[k - 1](x)
+            x = attention(x, mask)
+        return self.tail(x)

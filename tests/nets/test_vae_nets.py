@@ -1,0 +1,56 @@
+"""BOPBTL VAE: 1/4-resolution latent, decoder inverts the shapes, latent noise options."""
+
+from __future__ import annotations
+
+import torch
+
+from revive.nets.vae import VAE, VAEDecoder, VAEEncoder
+
+
+def test_encoder_gives_capped_latent_at_quarter_resolution() -> None:
+    encoder = VAEEncoder(in_channels=3, ngf=4, mc=8)
+    assert encoder.latent_channels == 8  # 4 * ngf capped at mc
+    assert encoder(torch.randn(2, 3, 32, 24)).shape == (2, 8, 8, 6)
+
+
+def test_decoder_inverts_the_encoder_shapes() -> None:
+    decoder = VAEDecoder(out_channels=1, ngf=4, mc=16)
+    image = decoder(torch.randn(1, 16, 5, 7))
+    assert image.shape == (1, 1, 20, 28)
+    assert image.abs().max() <= 1  # tanh output
+
+
+def test_official_vae_has_only_the_official_parameters_and_decodes_the_mean_in_eval() -> None:
+    vae = VAE(ngf=4, mc=8).eval()
+    assert all(k.startswith(("encoder.", "decoder.")) for k in vae.state_dict())
+    image = torch.randn(2, 3, 16, 16)
+    out = vae(image)
+    assert out.logvar is None
+    assert out.image.shape == image.shape
+    assert out.mean.shape == (2, 8, 4, 4)
+    assert torch.equal(out.latent, out.mean)
+    torch.testing.assert_close(out.image, vae.decode(out.mean))
+
+
+def test_official_training_noise_has_unit_variance() -> None:
+    vae = VAE(ngf=4, mc=8).train()
+    out = vae(torch.randn(4, 3, 32, 32))
+    noise = out.latent - out.mean
+    assert abs(noise.std().item() - 1) < 0.1
+
+
+def test_learned_variance_head_controls_the_sample() -> None:
+    vae = VAE(ngf=4, mc=8, learned_variance=True).train()
+    image = torch.randn(2, 3, 16, 16)
+    out = vae(image)
+    assert out.logvar is not None and out.logvar.shape == out.mean.shape
+    assert torch.equal(out.logvar, torch.zeros_like(out.logvar))  # starts at the official std 1
+    assert (out.latent - out.mean).abs().max() > 0.5
+
+    with torch.no_grad():
+        vae.logvar_head.bias.fill_(-20.0)  # std = exp(-10)
+    out = vae(image)
+    assert (out.latent - out.mean).abs().max() < 1e-3
+    assert not torch.equal(out.latent, out.mean)
+
+    assert torch.equal(vae(image, sample=False).latent, out.mean)
