@@ -20,7 +20,7 @@ def restore_folder(cfg: DictConfig) -> int:
     """Restore every photo of ``cfg.input`` into ``cfg.output``; return the exit code."""
     restorer = OldPhotoRestorer.from_dir(
         cfg.checkpoints, scratch=cfg.scratch, detect_short_side=cfg.detect_short_side,
-        precision=cfg.precision,
+        precision=cfg.precision, hr=cfg.hr,
     )
     out = Path(cfg.output)
 

@@ -75,15 +75,19 @@ class OldPhotoRestorer:
     :param scratch: ``auto`` (scratch mapping where the detector finds scratches), ``on``, ``off``.
     :param detect_short_side: the detector runs at this short side and its mask is upsampled
         (official 256); 0 runs it at full resolution.
+    :param hr: scratched photos go through the official high-resolution patch-attention mapping
+        (``mapping_hr.ckpt``) instead of the exact partial nonlocal one.
     """
 
     detector: ScratchUNet | None
     quality: Restorer | None
     scratch_mapping: Restorer | None
+    hr_mapping: Restorer | None = None
     threshold: float = 0.4
     scratch: str = "auto"
     detect_short_side: int = 256
     precision: str = "fp32"
+    hr: bool = False
     post_stages: list[PostStage] = field(default_factory=list)
 
     @classmethod
@@ -96,6 +100,11 @@ class OldPhotoRestorer:
                 "(logs/quickstart/restore_checkpoints) or by revive-convert."
             )
         files = {k: root / v for k, v in CHECKPOINT_FILES.items() if (root / v).is_file()}
+        if options.get("hr") and "hr" not in files:
+            raise FileNotFoundError(
+                f"hr=true needs {CHECKPOINT_FILES['hr']} in '{root}' (revive-convert writes it "
+                "from the official mapping_Patch_Attention)."
+            )
         if "quality" not in files and "scratch" not in files:
             raise FileNotFoundError(
                 f"No mapping checkpoint in '{root}': expected {CHECKPOINT_FILES['quality']} "
@@ -111,6 +120,7 @@ class OldPhotoRestorer:
             detector=detector,
             quality=load_restorer(files["quality"]) if "quality" in files else None,
             scratch_mapping=load_restorer(files["scratch"]) if "scratch" in files else None,
+            hr_mapping=load_restorer(files["hr"]) if options.get("hr") else None,
             threshold=threshold,
             **options,
         )
@@ -143,6 +153,8 @@ class OldPhotoRestorer:
     def choose(self, mask: np.ndarray | None) -> tuple[Restorer, bool]:
         """The restorer for this photo and whether it gets the scratch mask."""
         scratched = mask is not None and mask.mean() > MIN_SCRATCH_FRACTION
+        if scratched and self.hr and self.hr_mapping is not None:
+            return self.hr_mapping, True
         if scratched and self.scratch_mapping is not None:
             return self.scratch_mapping, True
         if self.quality is not None:
