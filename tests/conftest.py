@@ -58,7 +58,9 @@ def train_cfg(tmp_path: Path):
     GlobalHydra.instance().clear()
 
 
-def run_cli(name: str, args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    name: str, args: list[str], cwd: Path, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run a console script of the installed package (e.g. ``revive-train``) and capture output."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
     return subprocess.run(
@@ -90,14 +92,19 @@ def make_tiny_stages(root: Path) -> dict[str, Path]:
 
     vae = {"net": TINY_VAE, "image_d": TINY_D, "vgg_on_missing": "disable"}
     paths = {
-        "vae1": save_stage(VAEModule(**vae, latent_gan=True, latent_d={"ndf": 4}), root / "vae1.ckpt"),
+        "vae1": save_stage(
+            VAEModule(**vae, latent_gan=True, latent_d={"ndf": 4}), root / "vae1.ckpt"
+        ),
         "vae2": save_stage(VAEModule(**vae), root / "vae2.ckpt"),
         "detector": save_stage(ScratchDetector(net={"depth": 2, "wf": 2}), root / "detector.ckpt"),
     }
     for kind in ("scratch", "quality"):
         mapping = MappingModule(
-            mapping={"kind": kind, "channels": 8, "n_blocks": 1}, vae1_ckpt=str(paths["vae1"]),
-            vae2_ckpt=str(paths["vae2"]), image_d=TINY_D, vgg_on_missing="disable",
+            mapping={"kind": kind, "channels": 8, "n_blocks": 1},
+            vae1_ckpt=str(paths["vae1"]),
+            vae2_ckpt=str(paths["vae2"]),
+            image_d=TINY_D,
+            vgg_on_missing="disable",
         )
         paths[kind] = save_stage(mapping, root / f"mapping_{kind}.ckpt")
     return paths

@@ -42,15 +42,24 @@ def worker(kind: str, size: int) -> dict:
 
     torch.manual_seed(0)
     mapping = ScratchMapping() if kind == "partial_nonlocal" else PatchAttentionMapping()
-    restorer = Restorer(VAE(), mapping, VAE(), "scratch" if kind == "partial_nonlocal" else "patch_attention")
+    restorer = Restorer(
+        VAE(), mapping, VAE(), "scratch" if kind == "partial_nonlocal" else "patch_attention"
+    )
     pipeline = OldPhotoRestorer(
-        detector=ScratchUNet().eval(), quality=None, scratch_mapping=None, hr_mapping=None,
+        detector=ScratchUNet().eval(),
+        quality=None,
+        scratch_mapping=None,
+        hr_mapping=None,
         scratch="on",
     )
     if kind == "partial_nonlocal":
         pipeline.scratch_mapping = restorer.eval()
     else:
-        pipeline.scratch_mapping, pipeline.hr_mapping, pipeline.hr = restorer.eval(), restorer.eval(), True
+        pipeline.scratch_mapping, pipeline.hr_mapping, pipeline.hr = (
+            restorer.eval(),
+            restorer.eval(),
+            True,
+        )
     mask = scratch_mask(size)[0, 0].numpy().astype(np.uint8)
     photo = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     pipeline.detect = lambda image: mask  # the random detector would mark noise; use real lines
@@ -58,8 +67,14 @@ def worker(kind: str, size: int) -> dict:
     restored, _ = pipeline.restore(photo)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"kind": kind, "size": size, "seconds": round(seconds, 1), "peak_gib": round(peak / GIB, 2),
-            "mask_fraction": round(float(mask.mean()), 4), "ok": restored.shape == photo.shape}
+    return {
+        "kind": kind,
+        "size": size,
+        "seconds": round(seconds, 1),
+        "peak_gib": round(peak / GIB, 2),
+        "mask_fraction": round(float(mask.mean()), 4),
+        "ok": restored.shape == photo.shape,
+    }
 
 
 def main() -> None:
@@ -74,19 +89,33 @@ def main() -> None:
     for size in args.sizes:
         for kind in ("partial_nonlocal", "patch_attention"):
             done = subprocess.run(
-                [sys.executable, __file__, "--worker", kind, str(size)], capture_output=True, text=True
+                [sys.executable, __file__, "--worker", kind, str(size)],
+                capture_output=True,
+                text=True,
             )
-            row = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {
-                "kind": kind, "size": size, "error": done.stderr.strip().splitlines()[-1][:200]}
+            row = (
+                json.loads(done.stdout.strip().splitlines()[-1])
+                if done.returncode == 0
+                else {
+                    "kind": kind,
+                    "size": size,
+                    "error": done.stderr.strip().splitlines()[-1][:200],
+                }
+            )
             print(row, flush=True)
             rows.append(row)
     (HERE / "restore_large.json").write_text(json.dumps(rows, indent=2))
-    lines = ["| photo | mapping | seconds | peak RSS (GiB) | scratch pixels |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "| photo | mapping | seconds | peak RSS (GiB) | scratch pixels |",
+        "|---|---|---:|---:|---:|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['size']}x{r['size']} | {r['kind']} | failed: {r['error']} | | |")
         else:
-            lines.append(f"| {r['size']}x{r['size']} | {r['kind']} | {r['seconds']} | {r['peak_gib']} | {r['mask_fraction']:.2%} |")
+            lines.append(
+                f"| {r['size']}x{r['size']} | {r['kind']} | {r['seconds']} | {r['peak_gib']} | {r['mask_fraction']:.2%} |"
+            )
     (HERE / "restore_large.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -50,7 +50,9 @@ def run_stage(
             log.info("Stage %s already trained: %s (delete %s to retrain)", name, ckpt, marker)
             return ckpt
     log.info("Stage %s: training experiment=%s into %s", name, stage.experiment, out_dir)
-    cfg = compose(config_name="train", overrides=stage_overrides(name, stage, out_dir, done, common))
+    cfg = compose(
+        config_name="train", overrides=stage_overrides(name, stage, out_dir, done, common)
+    )
     metrics, objects = train(cfg)
     callback = objects["trainer"].checkpoint_callback
     ckpt = callback.best_model_path or callback.last_model_path

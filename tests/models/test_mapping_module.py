@@ -21,8 +21,12 @@ def stages(tmp_path_factory) -> dict[str, Path]:
 
 def mapping(stages: dict[str, Path], kind: str = "scratch", **options) -> MappingModule:
     return MappingModule(
-        mapping={"kind": kind, "channels": 8, "n_blocks": 1}, vae1_ckpt=str(stages["vae1"]),
-        vae2_ckpt=str(stages["vae2"]), image_d=TINY_D, vgg_on_missing="disable", **options,
+        mapping={"kind": kind, "channels": 8, "n_blocks": 1},
+        vae1_ckpt=str(stages["vae1"]),
+        vae2_ckpt=str(stages["vae2"]),
+        image_d=TINY_D,
+        vgg_on_missing="disable",
+        **options,
     )
 
 
@@ -30,16 +34,24 @@ def pairs(n: int = 4, size: int = 16) -> list[dict[str, torch.Tensor]]:
     mask = torch.zeros(1, size, size)
     mask[:, 4:8, 4:8] = 1
     return [
-        {"degraded": torch.rand(3, size, size) * 2 - 1, "clean": torch.rand(3, size, size) * 2 - 1,
-         "mask": mask}
+        {
+            "degraded": torch.rand(3, size, size) * 2 - 1,
+            "clean": torch.rand(3, size, size) * 2 - 1,
+            "mask": mask,
+        }
         for _ in range(n)
     ]
 
 
 def train_steps(model: MappingModule, batches: int = 2) -> pl.Trainer:
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=batches, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=batches,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, DataLoader(pairs(), batch_size=2), DataLoader(pairs(2), batch_size=2))
     return trainer
 
@@ -54,7 +66,9 @@ def changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
 
 def test_vaes_stay_frozen_and_the_mapping_learns(stages) -> None:
     model = mapping(stages)
-    vae1, vae2, net = (snapshot(m) for m in (model.restorer.vae1, model.restorer.vae2, model.restorer.mapping))
+    vae1, vae2, net = (
+        snapshot(m) for m in (model.restorer.vae1, model.restorer.vae2, model.restorer.mapping)
+    )
     trainer = train_steps(model)
     assert not changed(vae1, model.restorer.vae1) and not changed(vae2, model.restorer.vae2)
     assert changed(net, model.restorer.mapping)
@@ -72,8 +86,13 @@ def test_end_to_end_ablation_trains_the_vaes(stages) -> None:
 
 def test_image_space_baseline_needs_no_stage_checkpoints() -> None:
     model = MappingModule(
-        mapping={"kind": "quality", "channels": 8, "n_blocks": 1}, vae1_ckpt=None, vae2_ckpt=None,
-        image_d=TINY_D, image_space=True, vae_net={"ngf": 8, "mc": 8}, vgg_on_missing="disable",
+        mapping={"kind": "quality", "channels": 8, "n_blocks": 1},
+        vae1_ckpt=None,
+        vae2_ckpt=None,
+        image_d=TINY_D,
+        image_space=True,
+        vae_net={"ngf": 8, "mc": 8},
+        vgg_on_missing="disable",
     )
     assert model.w["latent"] == 0.0
     train_steps(model, batches=1)
@@ -83,7 +102,9 @@ def test_swapped_vae_checkpoints_fail_naming_the_file_and_stage(stages) -> None:
     with pytest.raises(ValueError, match="VAE2") as err:
         MappingModule(
             mapping={"kind": "quality", "channels": 8, "n_blocks": 1},
-            vae1_ckpt=str(stages["vae2"]), vae2_ckpt=str(stages["vae1"]), image_d=TINY_D,
+            vae1_ckpt=str(stages["vae2"]),
+            vae2_ckpt=str(stages["vae1"]),
+            image_d=TINY_D,
             vgg_on_missing="disable",
         )
     assert str(stages["vae2"]) in str(err.value)
@@ -93,8 +114,11 @@ def test_missing_checkpoint_names_the_file_and_stage(tmp_path, stages) -> None:
     missing = tmp_path / "nope.ckpt"
     with pytest.raises(FileNotFoundError, match="VAE1") as err:
         MappingModule(
-            mapping={"kind": "quality"}, vae1_ckpt=str(missing), vae2_ckpt=str(stages["vae2"]),
-            image_d=TINY_D, vgg_on_missing="disable",
+            mapping={"kind": "quality"},
+            vae1_ckpt=str(missing),
+            vae2_ckpt=str(stages["vae2"]),
+            image_d=TINY_D,
+            vgg_on_missing="disable",
         )
     assert "nope.ckpt" in str(err.value)
 

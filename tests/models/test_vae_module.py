@@ -13,21 +13,29 @@ from tests.conftest import TINY_D, TINY_VAE
 
 def vae1(**options) -> VAEModule:
     return VAEModule(
-        net=TINY_VAE, image_d=TINY_D, latent_d={"ndf": 4}, latent_gan=True,
-        vgg_on_missing="disable", **options,
+        net=TINY_VAE,
+        image_d=TINY_D,
+        latent_d={"ndf": 4},
+        latent_gan=True,
+        vgg_on_missing="disable",
+        **options,
     )
 
 
 def domain_batches(n: int = 4, size: int = 16) -> list[dict[str, torch.Tensor]]:
     return [
-        {"image": torch.rand(3, size, size) * 2 - 1, "domain": torch.tensor(i % 2)} for i in range(n)
+        {"image": torch.rand(3, size, size) * 2 - 1, "domain": torch.tensor(i % 2)}
+        for i in range(n)
     ]
 
 
 def fit(model: VAEModule, epochs: int = 1) -> pl.Trainer:
     loader = DataLoader(domain_batches(), batch_size=4)
     trainer = pl.Trainer(
-        max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
         enable_model_summary=False,
     )
     trainer.fit(model, loader, loader)
@@ -37,13 +45,23 @@ def fit(model: VAEModule, epochs: int = 1) -> pl.Trainer:
 def test_optimizers_step_in_the_official_order(monkeypatch) -> None:
     model = vae1()
     order: list[str] = []
-    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     original = torch.optim.Adam.step
 
     def recording_step(self, *args, **kwargs):
         names = {id(p) for p in self.param_groups[0]["params"]}
-        for name, net in (("generator", model.vae), ("image_d", model.image_d), ("latent_d", model.latent_d)):
+        for name, net in (
+            ("generator", model.vae),
+            ("image_d", model.image_d),
+            ("latent_d", model.latent_d),
+        ):
             if id(next(net.parameters())) in names:
                 order.append(name)
         return original(self, *args, **kwargs)
@@ -56,8 +74,14 @@ def test_optimizers_step_in_the_official_order(monkeypatch) -> None:
 def test_vae1_logs_losses_psnr_and_the_domain_gap() -> None:
     trainer = fit(vae1())
     metrics = trainer.callback_metrics
-    for key in ("train/loss_latent_gan", "train/loss_latent_d", "val/psnr_real",
-                "val/psnr_synthetic", "val/latent_mmd", "val/latent_d_acc"):
+    for key in (
+        "train/loss_latent_gan",
+        "train/loss_latent_d",
+        "val/psnr_real",
+        "val/psnr_synthetic",
+        "val/latent_mmd",
+        "val/latent_d_acc",
+    ):
         assert key in metrics, key
     assert torch.isfinite(metrics["train/loss_g"])
 
@@ -86,7 +110,9 @@ def test_reduced_kl_is_the_mean_square_of_the_latent() -> None:
 
 def test_learned_variance_uses_the_gaussian_kl() -> None:
     model = vae1()
-    model_lv = VAEModule(net={**TINY_VAE, "learned_variance": True}, image_d=TINY_D, vgg_on_missing="disable")
+    model_lv = VAEModule(
+        net={**TINY_VAE, "learned_variance": True}, image_d=TINY_D, vgg_on_missing="disable"
+    )
     mean, logvar = torch.zeros(1, 8, 2, 2), torch.zeros(1, 8, 2, 2)
     assert model_lv.kl_term(mean, logvar).item() == pytest.approx(0.0)
     assert model.vae.logvar_head is None and model_lv.vae.logvar_head is not None

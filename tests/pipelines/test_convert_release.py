@@ -54,7 +54,8 @@ def test_release_converts_in_one_go_and_restores(tmp_path: Path) -> None:
 
 
 def test_a_folder_without_the_release_is_a_clear_error(tmp_path: Path) -> None:
-    result = run_cli("revive-convert", ["bopbtl", str(tmp_path), str(tmp_path / "out")], cwd=tmp_path)
+    result = run_cli(
+        "revive-convert", ["bopbtl", str(tmp_path), str(tmp_path / "out")], cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "Global/checkpoints" in result.stderr
-

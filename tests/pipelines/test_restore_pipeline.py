@@ -54,15 +54,21 @@ def test_full_resolution_detection_gives_a_mask_of_the_photo_size(checkpoints) -
 
 def test_output_names_never_collide() -> None:
     root = Path("/x")
-    names = output_names([root / "a.jpg", root / "a.png", root / "b.png", root / "sub" / "b.png"], root)
+    names = output_names(
+        [root / "a.jpg", root / "a.png", root / "b.png", root / "sub" / "b.png"], root
+    )
     assert sorted(names.values()) == ["a_jpg", "a_png", "b", "sub__b"]
 
 
 def test_cli_restores_good_files_reports_bad_ones_and_resumes(checkpoints, tmp_path) -> None:
     inputs = folder_with_good_and_bad_files(tmp_path / "in")
     out = tmp_path / "out"
-    args = [f"input={inputs}", f"output={out}", f"checkpoints={checkpoints}",
-            f"hydra.run.dir={tmp_path / 'log'}"]
+    args = [
+        f"input={inputs}",
+        f"output={out}",
+        f"checkpoints={checkpoints}",
+        f"hydra.run.dir={tmp_path / 'log'}",
+    ]
     first = run_cli("revive-restore", args, cwd=tmp_path)
     assert first.returncode == 1, first.stderr[-2000:]  # some files were skipped
     restored = sorted(p.name for p in (out / "restored").iterdir())

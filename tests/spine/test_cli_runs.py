@@ -31,8 +31,14 @@ def test_multirun_writes_two_job_dirs_and_two_wandb_runs(tmp_path: Path) -> None
     sweep = tmp_path / "sweep"
     result = run_cli(
         "revive-train",
-        ["-m", *SHORT, "trainer.max_epochs=1", "test=false", "model.lr=0.001,0.002",
-         f"hydra.sweep.dir={sweep}"],
+        [
+            "-m",
+            *SHORT,
+            "trainer.max_epochs=1",
+            "test=false",
+            "model.lr=0.001,0.002",
+            f"hydra.sweep.dir={sweep}",
+        ],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -53,8 +59,14 @@ def test_ddp_sim_trains_with_two_processes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     result = run_cli(
         "revive-train",
-        [*SHORT, "trainer=ddp_sim", "trainer.max_epochs=1", "test=false", "logger=csv",
-         f"hydra.run.dir={run_dir}"],
+        [
+            *SHORT,
+            "trainer=ddp_sim",
+            "trainer.max_epochs=1",
+            "test=false",
+            "logger=csv",
+            f"hydra.run.dir={run_dir}",
+        ],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -74,7 +86,9 @@ def test_resume_from_last_continues_the_step_count(tmp_path: Path) -> None:
     steps_after_one = torch.load(last, weights_only=True)["global_step"]
     assert steps_after_one == 2
 
-    second = run_cli("revive-train", [*common, "trainer.max_epochs=2", "ckpt_path=last"], cwd=tmp_path)
+    second = run_cli(
+        "revive-train", [*common, "trainer.max_epochs=2", "ckpt_path=last"], cwd=tmp_path
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = torch.load(last, weights_only=True)
     assert resumed["global_step"] == 2 * steps_after_one
@@ -86,7 +100,8 @@ def test_resume_from_last_continues_the_step_count(tmp_path: Path) -> None:
 def test_checkpoint_hyperparameters_are_plain(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     result = run_cli(
-        "revive-train", [*SHORT, "trainer.max_epochs=1", "logger=csv", f"hydra.run.dir={run_dir}"],
+        "revive-train",
+        [*SHORT, "trainer.max_epochs=1", "logger=csv", f"hydra.run.dir={run_dir}"],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -96,7 +111,11 @@ def test_checkpoint_hyperparameters_are_plain(tmp_path: Path) -> None:
     assert (run_dir / "config_tree.log").is_file() is False  # print_config=false writes none
     evaluated = run_cli(
         "revive-eval",
-        [*SHORT[:5], f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}"],
+        [
+            *SHORT[:5],
+            f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+        ],
         cwd=tmp_path,
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
-
 import torch
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 from revive.cli.train import train
 from revive.config import CONF_DIR
@@ -28,7 +27,10 @@ def fake_vgg19(tmp_path_factory) -> Path:
     from revive.nets.vgg import VGG19_FILE, vgg19_features
 
     features = vgg19_features(None, 37)
-    state = {f"features.{k}": torch.full((1,), 0.01).expand(v.shape) for k, v in features.state_dict().items()}
+    state = {
+        f"features.{k}": torch.full((1,), 0.01).expand(v.shape)
+        for k, v in features.state_dict().items()
+    }
     path = tmp_path_factory.mktemp("hub") / VGG19_FILE
     torch.save(state, path)
     return path
@@ -61,8 +63,14 @@ def test_experiment_runs_one_fast_dev_run_step(
 ) -> None:
     # paper presets keep their network sizes; only batch and crop shrink to keep the smoke run short
     cfg = train_cfg(
-        [f"experiment={experiment}", "debug=fdr", "data.batch_size=2", "data.crop_size=64",
-         "logger=csv", *needs(experiment, fake_vgg19, stage_checkpoints)]
+        [
+            f"experiment={experiment}",
+            "debug=fdr",
+            "data.batch_size=2",
+            "data.crop_size=64",
+            "logger=csv",
+            *needs(experiment, fake_vgg19, stage_checkpoints),
+        ]
     )
     metrics, objects = train(cfg)
     assert objects["trainer"].global_step >= 1 or objects["trainer"].fast_dev_run

@@ -16,19 +16,28 @@ TINY_STAGES = (
 
 
 def test_quickstart_chains_stages_restores_heldback_photos_and_reuses_them(tmp_path: Path) -> None:
-    args = ["experiment=bopb/quickstart", f"paths.log_dir={tmp_path / 'logs'}", TINY_STAGES,
-            "chain.heldback.crop=64", "extras.print_config=false"]
+    args = [
+        "experiment=bopb/quickstart",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        TINY_STAGES,
+        "chain.heldback.crop=64",
+        "extras.print_config=false",
+    ]
     first = run_cli("revive-train", args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     root = tmp_path / "logs" / "quickstart"
-    markers = {s: json.loads((root / s / "done.json").read_text()) for s in
-               ("scratch", "vae1", "vae2", "mapping_scratch")}
+    markers = {
+        s: json.loads((root / s / "done.json").read_text())
+        for s in ("scratch", "vae1", "vae2", "mapping_scratch")
+    }
     # the mapping was built on the VAEs this run trained
     mapping = torch.load(markers["mapping_scratch"]["checkpoint"], weights_only=True)
     assert mapping["hyper_parameters"]["vae1_ckpt"] == markers["vae1"]["checkpoint"]
     assert mapping["hyper_parameters"]["vae2_ckpt"] == markers["vae2"]["checkpoint"]
     assert {p.name for p in (root / "restore_checkpoints").iterdir()} == {
-        "detector.ckpt", "mapping_scratch.ckpt"}
+        "detector.ckpt",
+        "mapping_scratch.ckpt",
+    }
     metrics = json.loads((root / "heldback" / "metrics.json").read_text())
     assert len(metrics["photos"]) == 4 and "psnr_restored" in metrics["mean"]
     assert (root / "heldback" / "index.html").is_file()

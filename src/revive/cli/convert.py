@@ -26,8 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     """``revive-convert bopbtl SRC_DIR DST_DIR`` or ``revive-convert ttsr TTSR.pt OUT.pt``."""
     parser = argparse.ArgumentParser(prog="revive-convert", description=__doc__)
     parser.add_argument("paper", choices=["bopbtl", "ttsr"], help="whose checkpoints")
-    parser.add_argument("src", type=Path, help="bopbtl: the official repository root; ttsr: TTSR.pt")
-    parser.add_argument("dst", type=Path, help="bopbtl: a checkpoints folder; ttsr: the output file")
+    parser.add_argument(
+        "src", type=Path, help="bopbtl: the official repository root; ttsr: TTSR.pt"
+    )
+    parser.add_argument(
+        "dst", type=Path, help="bopbtl: a checkpoints folder; ttsr: the output file"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -35,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
             from revive.convert.release import export_official_bopbtl
 
             written = export_official_bopbtl(args.src, args.dst)
-            print(f"Converted {len(written)} checkpoints into {args.dst}; use revive-restore checkpoints={args.dst}")
+            print(
+                f"Converted {len(written)} checkpoints into {args.dst}; use revive-restore checkpoints={args.dst}"
+            )
         else:
             convert_ttsr(args.src, args.dst)
     except (FileNotFoundError, ValueError) as err:

@@ -38,7 +38,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Test ``cfg.ckpt_path`` with the configured data and model; return the metrics."""
     ckpt = Path(cfg.ckpt_path)
     if not ckpt.is_file():
-        raise FileNotFoundError(f"ckpt_path '{ckpt}' does not exist; pass ckpt_path=/path/to/x.ckpt.")
+        raise FileNotFoundError(
+            f"ckpt_path '{ckpt}' does not exist; pass ckpt_path=/path/to/x.ckpt."
+        )
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)

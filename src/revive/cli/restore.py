@@ -19,8 +19,11 @@ log = logging.getLogger(__name__)
 def restore_folder(cfg: DictConfig) -> int:
     """Restore every photo of ``cfg.input`` into ``cfg.output``; return the exit code."""
     restorer = OldPhotoRestorer.from_dir(
-        cfg.checkpoints, scratch=cfg.scratch, detect_short_side=cfg.detect_short_side,
-        precision=cfg.precision, hr=cfg.hr,
+        cfg.checkpoints,
+        scratch=cfg.scratch,
+        detect_short_side=cfg.detect_short_side,
+        precision=cfg.precision,
+        hr=cfg.hr,
     )
     out = Path(cfg.output)
 
@@ -38,7 +41,10 @@ def restore_folder(cfg: DictConfig) -> int:
     page = write_index_html(out, stems, ["input", "mask", "restored"], "revive: restored photos")
     log.info(
         "Restored %d, kept %d from an earlier run, skipped %d. Before/after page: %s",
-        len(report.done), len(report.resumed), len(report.skipped), page,
+        len(report.done),
+        len(report.resumed),
+        len(report.skipped),
+        page,
     )
     for name, reason in report.skipped.items():
         log.warning("skipped %s: %s", name, reason)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from revive.config import CONF_DIR, register_configs
 from revive.utils import spine
+from revive.utils.cluster import SubmititLocalEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,9 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
     """``last`` means this run folder's ``checkpoints/last.ckpt``; a missing file is an error."""
     if not ckpt_path:
         return None
-    path = Path(output_dir) / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    path = (
+        Path(output_dir) / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    )
     if not path.is_file():
         raise FileNotFoundError(
             f"ckpt_path '{ckpt_path}' -> '{path}' does not exist. Give an existing .ckpt, or "
@@ -45,7 +48,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     callbacks = spine.instantiate_group(cfg.get("callbacks"), "callback")
     loggers = spine.instantiate_group(cfg.get("logger"), "logger")
     log.info("Instantiating trainer <%s>", cfg.trainer._target_)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    plugins = [SubmititLocalEnvironment()] if SubmititLocalEnvironment.detect() else None
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins
+    )
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
     spine.log_hyperparameters(cfg, model, loggers)
 

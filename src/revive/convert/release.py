@@ -34,9 +34,14 @@ def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Ten
     return {f"{prefix}.{k}": v for k, v in state.items()}
 
 
-def stage_checkpoint(state_dict: dict[str, torch.Tensor], hparams: dict[str, Any]) -> dict[str, Any]:
+def stage_checkpoint(
+    state_dict: dict[str, torch.Tensor], hparams: dict[str, Any]
+) -> dict[str, Any]:
     """The layout every revive stage checkpoint has; ``source`` records where it came from."""
-    return {"state_dict": state_dict, "hyper_parameters": {**hparams, "source": "official BOPBTL release"}}
+    return {
+        "state_dict": state_dict,
+        "hyper_parameters": {**hparams, "source": "official BOPBTL release"},
+    }
 
 
 def export_official_bopbtl(src: str | Path, dst: str | Path) -> dict[str, Path]:
@@ -48,12 +53,18 @@ def export_official_bopbtl(src: str | Path, dst: str | Path) -> dict[str, Path]:
         nets = {name: torch.load(path, weights_only=True) for name, path in files.items()}
     written = {}
     if "detection" in nets:
-        ckpt = stage_checkpoint(prefixed(nets["detection"], "net"), {"net": OFFICIAL_UNET, "threshold": 0.4})
+        ckpt = stage_checkpoint(
+            prefixed(nets["detection"], "net"), {"net": OFFICIAL_UNET, "threshold": 0.4}
+        )
         written["detector"] = dst / CHECKPOINT_FILES["detector"]
         torch.save(ckpt, written["detector"])
     for target, (vae1, mapping, vae2, kind) in RESTORERS.items():
         if not all(name in nets for name in (vae1, mapping, vae2)):
-            log.warning("Not writing %s: the release lacks one of %s", CHECKPOINT_FILES[target], (vae1, mapping, vae2))
+            log.warning(
+                "Not writing %s: the release lacks one of %s",
+                CHECKPOINT_FILES[target],
+                (vae1, mapping, vae2),
+            )
             continue
         state = {
             **prefixed(nets[vae1], "restorer.vae1"),

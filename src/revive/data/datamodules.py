@@ -36,8 +36,14 @@ class PhotoDataModule(pl.LightningDataModule):
     collate_fn = None  # the default collation; VAE1 overrides it
 
     def __init__(
-        self, data_dir: str | None = None, crop_size: int = 256, batch_size: int = 8,
-        num_workers: int = 0, train_length: int = 1000, val_length: int = 32, seed: int = 0,
+        self,
+        data_dir: str | None = None,
+        crop_size: int = 256,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        train_length: int = 1000,
+        val_length: int = 32,
+        seed: int = 0,
         **options: object,
     ) -> None:
         super().__init__()
@@ -72,8 +78,13 @@ class PhotoDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
-            self.train_set, batch_size=self.device_batch_size, shuffle=True, drop_last=True,
-            num_workers=workers, worker_init_fn=seed_worker, persistent_workers=workers > 0,
+            self.train_set,
+            batch_size=self.device_batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            worker_init_fn=seed_worker,
+            persistent_workers=workers > 0,
             collate_fn=self.collate_fn,
         )
 
@@ -133,8 +144,13 @@ class VAE1DataModule(PhotoDataModule):
         real_dir = hp.get("real_dir")
         real = PhotoSource(real_dir, split) if real_dir else None
         return OldPhotoMixDataset(
-            PhotoSource(hp.data_dir, split), real, hp.crop_size, length // 2, seed,
-            hp.get("degradation", "official"), hp.get("real_standin", "rstandin"),
+            PhotoSource(hp.data_dir, split),
+            real,
+            hp.crop_size,
+            length // 2,
+            seed,
+            hp.get("degradation", "official"),
+            hp.get("real_standin", "rstandin"),
             hp.get("gray_p", 0.1),
         )
 
@@ -149,6 +165,11 @@ class MappingDataModule(PhotoDataModule):
     def make_dataset(self, split: str, length: int, seed: int) -> ReseedableDataset:
         hp = self.hparams
         return PairedDegradationDataset(
-            PhotoSource(hp.data_dir, split), hp.crop_size, length, seed,
-            hp.get("degradation", "official"), hp.get("holes", False), hp.get("gray_p", 0.1),
+            PhotoSource(hp.data_dir, split),
+            hp.crop_size,
+            length,
+            seed,
+            hp.get("degradation", "official"),
+            hp.get("holes", False),
+            hp.get("gray_p", 0.1),
         )

@@ -78,7 +78,11 @@ class ScratchDataset(ReseedableDataset):
     """
 
     def __init__(
-        self, source: PhotoSource, crop_size: int, length: int, seed: int,
+        self,
+        source: PhotoSource,
+        crop_size: int,
+        length: int,
+        seed: int,
         degradation: A.BasicTransform | None = None,
     ) -> None:
         self.source = source
@@ -102,7 +106,10 @@ class ScratchDataset(ReseedableDataset):
         photo = upscale_to(self.source[index % len(self.source)], self.crop_size)
         mask = np.zeros(photo.shape[:2], np.uint8)
         out = self.transform(image=photo, mask=mask)
-        return {"image": to_tensor(out["image"]), "mask": torch.from_numpy(out["mask"])[None].float()}
+        return {
+            "image": to_tensor(out["image"]),
+            "mask": torch.from_numpy(out["mask"])[None].float(),
+        }
 
 
 def crop_compose(crop_size: int, gray_p: float, seed: int) -> A.Compose:
@@ -151,18 +158,28 @@ class OldPhotoMixDataset(CleanDataset):
     """
 
     def __init__(
-        self, source: PhotoSource, real_source: PhotoSource | None, crop_size: int, length: int,
-        seed: int, degradation: str = "official", real_standin: str = "rstandin",
+        self,
+        source: PhotoSource,
+        real_source: PhotoSource | None,
+        crop_size: int,
+        length: int,
+        seed: int,
+        degradation: str = "official",
+        real_standin: str = "rstandin",
         gray_p: float = 0.1,
     ) -> None:
         super().__init__(source, crop_size, length, seed, gray_p)
         self.real_source = real_source
         self.real_crop = crop_compose(crop_size, 0.0, seed + 1)
         self.synthetic = build_degradation(degradation, seed=seed + 2, gray=False)
-        self.standin = build_degradation(real_standin, seed=seed + 3) if real_source is None else None
+        self.standin = (
+            build_degradation(real_standin, seed=seed + 3) if real_source is None else None
+        )
 
     def reseed(self, seed: int) -> None:
-        for offset, compose in enumerate((self.transform, self.real_crop, self.synthetic, self.standin)):
+        for offset, compose in enumerate(
+            (self.transform, self.real_crop, self.synthetic, self.standin)
+        ):
             if compose is not None:
                 compose.set_random_seed(seed + offset)
 
@@ -194,8 +211,14 @@ class PairedDegradationDataset(CleanDataset):
     """
 
     def __init__(
-        self, source: PhotoSource, crop_size: int, length: int, seed: int,
-        degradation: str = "official", holes: bool = False, gray_p: float = 0.1,
+        self,
+        source: PhotoSource,
+        crop_size: int,
+        length: int,
+        seed: int,
+        degradation: str = "official",
+        holes: bool = False,
+        gray_p: float = 0.1,
     ) -> None:
         super().__init__(source, crop_size, length, seed, gray_p)
         self.damage = build_degradation(degradation, holes=holes, seed=seed + 1, gray=False)

@@ -26,7 +26,11 @@ from revive.nets.mapping import PatchAttentionMapping, QualityMapping, ScratchMa
 from revive.nets.vae import VAE
 from revive.utils.images import gray_to_rgb, make_grid, to_unit
 
-MAPPINGS = {"quality": QualityMapping, "scratch": ScratchMapping, "patch_attention": PatchAttentionMapping}
+MAPPINGS = {
+    "quality": QualityMapping,
+    "scratch": ScratchMapping,
+    "patch_attention": PatchAttentionMapping,
+}
 
 
 def build_mapping(kind: str, **kwargs: Any) -> nn.Module:
@@ -36,7 +40,9 @@ def build_mapping(kind: str, **kwargs: Any) -> nn.Module:
     config block serves every kind.
     """
     if kind not in MAPPINGS:
-        raise ValueError(f"model.mapping.kind='{kind}' is unknown; choose one of {sorted(MAPPINGS)}.")
+        raise ValueError(
+            f"model.mapping.kind='{kind}' is unknown; choose one of {sorted(MAPPINGS)}."
+        )
     cls = MAPPINGS[kind]
     accepted = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})
@@ -79,12 +85,23 @@ class MappingModule(pl.LightningModule):
     """
 
     def __init__(
-        self, mapping: dict[str, Any], vae1_ckpt: str | None, vae2_ckpt: str | None,
-        image_d: dict[str, Any], end_to_end: bool = False, image_space: bool = False,
-        vae_net: dict[str, Any] | None = None, weights: dict[str, float] | None = None,
-        l1_if_no_vgg: float = 0.0, vgg_weights: str | None = None, vgg_on_missing: str = "error",
-        lr_g: float = 2e-4, lr_d: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
-        epochs_constant: int = 150, epochs_decay: int = 100,
+        self,
+        mapping: dict[str, Any],
+        vae1_ckpt: str | None,
+        vae2_ckpt: str | None,
+        image_d: dict[str, Any],
+        end_to_end: bool = False,
+        image_space: bool = False,
+        vae_net: dict[str, Any] | None = None,
+        weights: dict[str, float] | None = None,
+        l1_if_no_vgg: float = 0.0,
+        vgg_weights: str | None = None,
+        vgg_on_missing: str = "error",
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        epochs_constant: int = 150,
+        epochs_decay: int = 100,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -106,7 +123,13 @@ class MappingModule(pl.LightningModule):
             freeze(self.restorer.vae1)
             freeze(self.restorer.vae2)
         self.image_d = MultiscaleDiscriminator(in_channels=6, **image_d)
-        self.w = {"latent": 0.0 if image_space else 60.0, "gan": 1.0, "feat": 10.0, "vgg": 10.0, "l1": 0.0}
+        self.w = {
+            "latent": 0.0 if image_space else 60.0,
+            "gan": 1.0,
+            "feat": 10.0,
+            "vgg": 10.0,
+            "l1": 0.0,
+        }
         self.w.update(weights or {})
         self.vgg = VGGPerceptualLoss(vgg_weights, vgg_on_missing, "model.vgg_weights")
         if not self.vgg.enabled and l1_if_no_vgg > 0:
@@ -165,7 +188,9 @@ class MappingModule(pl.LightningModule):
         self.manual_backward(loss_d)
         opt_d.step()
         self.log_dict({f"train/loss_{k}": v.detach() for k, v in terms.items()})
-        self.log_dict({"train/loss_d": loss_d.detach(), "train/loss": loss_g.detach()}, prog_bar=True)
+        self.log_dict(
+            {"train/loss_d": loss_d.detach(), "train/loss": loss_g.detach()}, prog_bar=True
+        )
 
     def on_train_epoch_end(self) -> None:
         for scheduler in self.lr_schedulers():
@@ -181,7 +206,12 @@ class MappingModule(pl.LightningModule):
         x, y, mask = batch["degraded"], batch["clean"], batch["mask"]
         restored = self.restorer(x, mask)
         if batch_idx == 0 and stage == "val":
-            self.grid_batch = {"degraded": x[:4], "mask": mask[:4], "restored": restored[:4], "clean": y[:4]}
+            self.grid_batch = {
+                "degraded": x[:4],
+                "mask": mask[:4],
+                "restored": restored[:4],
+                "clean": y[:4],
+            }
         pred, target, degraded = to_unit(restored), to_unit(y), to_unit(x)
         self.log(f"{stage}/psnr", psnr(pred, target).mean(), prog_bar=True)
         self.log(f"{stage}/ssim", ssim(pred, target).mean())
@@ -196,7 +226,12 @@ class MappingModule(pl.LightningModule):
             return None
         g = self.grid_batch
         return make_grid(
-            [to_unit(g["degraded"]), gray_to_rgb(g["mask"]), to_unit(g["restored"]), to_unit(g["clean"])]
+            [
+                to_unit(g["degraded"]),
+                gray_to_rgb(g["mask"]),
+                to_unit(g["restored"]),
+                to_unit(g["clean"]),
+            ]
         )
 
     def configure_optimizers(self):
@@ -208,4 +243,3 @@ class MappingModule(pl.LightningModule):
         factor = constant_then_linear(hp.epochs_constant, hp.epochs_decay)
         schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (opt_g, opt_d)]
         return [opt_g, opt_d], schedulers
-

@@ -24,9 +24,15 @@ class ScratchDetector(pl.LightningModule):
     """
 
     def __init__(
-        self, net: dict[str, Any], loss: str = "bce_dice", loss_kwargs: dict[str, float] | None = None,
-        lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.0,
-        threshold: float = 0.4, tta_flip: bool = False,
+        self,
+        net: dict[str, Any],
+        loss: str = "bce_dice",
+        loss_kwargs: dict[str, float] | None = None,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        threshold: float = 0.4,
+        tta_flip: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -60,7 +66,9 @@ class ScratchDetector(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], metrics: MetricCollection, stage: str) -> None:
+    def _evaluate(
+        self, batch: dict[str, torch.Tensor], metrics: MetricCollection, stage: str
+    ) -> None:
         logits = self.net(batch["image"])
         self.log(f"{stage}/loss", self.loss_fn(logits, batch["mask"]), sync_dist=True)
         prob = self.predict_proba(batch["image"]) if self.hparams.tta_flip else logits.sigmoid()
@@ -87,6 +95,8 @@ class ScratchDetector(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(
-            self.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas),
+            self.parameters(),
+            lr=self.hparams.lr,
+            betas=tuple(self.hparams.betas),
             weight_decay=self.hparams.weight_decay,
         )

@@ -75,7 +75,9 @@ def load_detector(path: str | Path) -> tuple[ScratchUNet, dict[str, Any]]:
     state = read_checkpoint(path, "scratch")
     hp = state["hyper_parameters"]
     if "threshold" not in hp or "net" not in hp:
-        raise ValueError(f"'{path}' is not a scratch-detector checkpoint; expected {STAGES['scratch']}.")
+        raise ValueError(
+            f"'{path}' is not a scratch-detector checkpoint; expected {STAGES['scratch']}."
+        )
     net = ScratchUNet(**hp["net"])
     net.load_state_dict(submodule_state(state["state_dict"], "net"))
     return net, hp

@@ -50,12 +50,20 @@ class VAEModule(pl.LightningModule):
     """
 
     def __init__(
-        self, net: dict[str, Any], image_d: dict[str, Any], latent_d: dict[str, Any] | None = None,
-        latent_gan: bool = False, variational: bool = True,
-        weights: dict[str, float] | None = None, l1_if_no_vgg: float = 0.0,
-        vgg_weights: str | None = None, vgg_on_missing: str = "error",
-        lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
-        epochs_constant: int = 100, epochs_decay: int = 100,
+        self,
+        net: dict[str, Any],
+        image_d: dict[str, Any],
+        latent_d: dict[str, Any] | None = None,
+        latent_gan: bool = False,
+        variational: bool = True,
+        weights: dict[str, float] | None = None,
+        l1_if_no_vgg: float = 0.0,
+        vgg_weights: str | None = None,
+        vgg_on_missing: str = "error",
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        epochs_constant: int = 100,
+        epochs_decay: int = 100,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -83,7 +91,9 @@ class VAEModule(pl.LightningModule):
             return mean.new_zeros(())
         return reduced_kl(mean) if logvar is None else gaussian_kl(mean, logvar)
 
-    def generator_losses(self, real: Tensor, domain: Tensor | None) -> tuple[dict[str, Tensor], Any]:
+    def generator_losses(
+        self, real: Tensor, domain: Tensor | None
+    ) -> tuple[dict[str, Tensor], Any]:
         """Every generator term for one batch, and what the discriminators need."""
         out = self.vae(real, sample=self.hparams.variational)
         pred_fake, pred_real = self.image_d(out.image), self.image_d(real)
@@ -115,7 +125,9 @@ class VAEModule(pl.LightningModule):
         opt_g.step()
 
         fake = out.image.detach()
-        loss_d = 0.5 * (lsgan_loss(self.image_d(fake), False) + lsgan_loss(self.image_d(real), True))
+        loss_d = 0.5 * (
+            lsgan_loss(self.image_d(fake), False) + lsgan_loss(self.image_d(real), True)
+        )
         opt_d.zero_grad()
         self.manual_backward(loss_d)
         opt_d.step()
@@ -163,8 +175,12 @@ class VAEModule(pl.LightningModule):
         for name, keep in groups:
             if keep.any():
                 pred, target = to_unit(recon[keep]), to_unit(real[keep])
-                self.log(f"{stage}/psnr_{name}", psnr(pred, target).mean(), batch_size=int(keep.sum()))
-                self.log(f"{stage}/ssim_{name}", ssim(pred, target).mean(), batch_size=int(keep.sum()))
+                self.log(
+                    f"{stage}/psnr_{name}", psnr(pred, target).mean(), batch_size=int(keep.sum())
+                )
+                self.log(
+                    f"{stage}/ssim_{name}", ssim(pred, target).mean(), batch_size=int(keep.sum())
+                )
         self.log(f"{stage}/psnr", psnr(to_unit(recon), to_unit(real)).mean(), prog_bar=True)
         if domains is not None:
             pooled = mean.mean(dim=(2, 3))  # (B, C): one vector per photo for the gap measure

@@ -7,16 +7,18 @@
 - ``SoftAttention``: fuses T into the backbone features, ``F + Conv(F || T) * S``.
 - ``TextureSearch``: relevance embedding + hard attention, the official ``SearchTransfer``.
 
-The search has two implementations with the same S and T (to float tolerance):
+The search has two implementations with the same S and T (to float tolerance), chosen by
+``TextureSearch(impl=...)``:
 
-- ``naive``: the official unfold + bmm code. It materialises the (Hr*Wr) x (h*w) relevance matrix
-  and the unfolded V of every Ref position (16,128 floats each), which is what makes the official
-  code run out of memory at LR 240 / Ref 960 (reference/ttsr.md §5). Kept as the reference and the
-  benchmark baseline.
-- ``bounded`` (default, SPEC §3): queries are taken in bands of LR rows; for each band the keys are
-  scanned in bands of Ref rows with a running max / argmax, and only the chosen V patches of that
-  band are gathered (by index arithmetic on the V maps) and folded. Peak extra memory is set by
-  ``query_chunk`` and ``key_chunk``, not by the image sizes.
+- ``naive`` (``search_transfer_naive``): the official unfold + bmm code. It materialises the
+  (Hr*Wr) x (h*w) relevance matrix and the unfolded V of every Ref position (16,128 floats each),
+  which is what makes the official code run out of memory at LR 240 / Ref 960
+  (reference/ttsr.md §5). Kept as the reference and the benchmark baseline.
+- ``bounded`` (default, SPEC §3; ``RelevanceEmbedding`` + ``HardAttention``): queries are taken
+  in bands of LR rows; for each band the keys are scanned in bands of Ref rows with a running
+  max / argmax, and only the chosen V patches of that band are gathered (by index arithmetic on
+  the V maps) and folded. Its working memory is set by ``query_chunk`` and ``key_chunk``, not by
+  the image sizes; what grows with them is only the output (S, T) and the LTE features.
 """
 
 from __future__ import annotations
@@ -129,7 +131,11 @@ def _gather_patches(v: Tensor, index: Tensor, ref_width: int, scale: int) -> Ten
 
 
 def fold_coverage(
-    height: int, width: int, scale: int, device: torch.device | None = None
+    height: int,
+    width: int,
+    scale: int,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
     """How many transferred patches cover each pixel of a level: 9 inside, 6 on edges, 4 at corners.
 
@@ -139,7 +145,7 @@ def fold_coverage(
 
     def along(n: int) -> Tensor:
         # Coverage is separable: fold 1-D columns of ones with the level's kernel, stride, padding.
-        ones = torch.ones(1, 3 * scale, n, device=device)
+        ones = torch.ones(1, 3 * scale, n, device=device, dtype=dtype)
         covered = F.fold(
             ones, (scale * n, 1), kernel_size=(3 * scale, 1), stride=(scale, 1), padding=(scale, 0)
         )
@@ -152,7 +158,7 @@ def _normalize_fold(t: Tensor, scale: int, coverage_correct: bool) -> Tensor:
     """Divide the folded sum of patches as the official code (constant 9) or by the true coverage."""
     if coverage_correct:
         height, width = t.shape[-2] // scale, t.shape[-1] // scale
-        return t.div_(fold_coverage(height, width, scale, t.device))
+        return t.div_(fold_coverage(height, width, scale, t.device, t.dtype))
     return t.div_(OFFICIAL_FOLD_DIVISOR)
 
 
@@ -331,9 +337,8 @@ def search_transfer_naive(
     ``TextureSearch.forward``.
     """
     height, width = q.shape[-2:]
-    q_patches = F.normalize(
-        F.unfold(q, 3, padding=1), dim=1
-    )  # (B, C*9, h*w): one LR patch a column
+    # (B, C*9, h*w): one LR patch per column; (B, Hr*Wr, C*9): one Ref patch per row
+    q_patches = F.normalize(F.unfold(q, 3, padding=1), dim=1)
     k_patches = F.normalize(F.unfold(k, 3, padding=1).transpose(1, 2), dim=2)  # (B, Hr*Wr, C*9)
     relevance = torch.bmm(k_patches, q_patches)  # (B, Hr*Wr, h*w)
     S, index = torch.max(relevance, dim=1)  # (B, h*w) each

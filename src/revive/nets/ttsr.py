@@ -180,6 +180,11 @@ class MergeTail(nn.Module):
 class TTSRNet(nn.Module):
     """The TTSR backbone (official ``MainNet``): LR image, S and T at three levels -> x4 SR image.
 
+    At 4x every feature map costs as much as 64 channels of the output image, so the forward keeps
+    few alive: concatenating convs run part by part (``concat_conv``), 1x1 convs run before the
+    bicubic upsampling, and maps are released as soon as they are used. The result equals the
+    official op order up to float rounding (tests/convert/test_convert_ttsr.py).
+
     :param n_feats: channels of every branch (64 in the paper).
     :param num_res_blocks: ResBlocks in the SFE, stage 1, each stage-2 branch and each stage-3
         branch (paper: 16, 16, 8, 4).
@@ -280,7 +285,8 @@ class TTSR(nn.Module):
     """The full TTSR model: texture extractor, texture search and backbone (official ``TTSR``).
 
     :param n_feats, num_res_blocks, res_scale, use_csfi: see ``TTSRNet``.
-    :param use_hard_attention: transfer Ref textures (else T = 0, no V search).
+    :param use_hard_attention: transfer Ref textures (else T = 0, no V search; S, if used, then
+        comes from the bounded ``RelevanceEmbedding`` whatever ``search_impl``).
     :param use_soft_attention: weight the textures by S (else S = 1).
     :param vgg_weights: torchvision VGG19 file to initialise the LTE from; None keeps random init.
     :param lte_trainable: train the LTE with the network (the paper's "+LTE"); False freezes it.

@@ -75,7 +75,11 @@ class ScratchUNet(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 1, out_channels: int = 1, depth: int = 4, wf: int = 6,
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        depth: int = 4,
+        wf: int = 6,
         batch_norm: bool = True,
     ) -> None:
         super().__init__()

@@ -68,7 +68,7 @@ def vgg19_features(weights: Path | None, upto: int = 30) -> nn.Sequential:
         return features
     state = torch.load(weights, map_location="cpu", weights_only=True)
     prefix = "features."
-    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     features.load_state_dict({k: v for k, v in own.items() if k in features.state_dict()})
     log.info("Loaded VGG19 weights from %s", weights)
     return features

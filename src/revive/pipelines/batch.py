@@ -29,6 +29,7 @@ def output_names(inputs: list[Path], root: Path) -> dict[Path, str]:
 
     Sub-folders are flattened with ``__`` so every output stays inside the output folder.
     """
+
     def stem(path: Path) -> str:
         rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
         return "__".join([*rel.parent.parts, rel.stem])
@@ -71,8 +72,13 @@ class BatchReport:
 
 
 def process_folder(
-    input_dir: Path, output_dir: Path, work: Callable[[np.ndarray, str], dict[str, np.ndarray]],
-    *, max_pixels: int, main_output: str, progress: bool = True,
+    input_dir: Path,
+    output_dir: Path,
+    work: Callable[[np.ndarray, str], dict[str, np.ndarray]],
+    *,
+    max_pixels: int,
+    main_output: str,
+    progress: bool = True,
 ) -> tuple[BatchReport, dict[Path, str]]:
     """Run ``work(image, stem) -> {suffix: uint8 image}`` on every photo of ``input_dir``.
 
@@ -117,7 +123,8 @@ def write_index_html(output_dir: Path, stems: list[str], columns: list[str], tit
     for stem in stems:
         cells = "".join(
             f'<td><img src="{html.escape(c)}/{html.escape(stem)}.png" loading="lazy"></td>'
-            if (output_dir / c / f"{stem}.png").is_file() else "<td>-</td>"
+            if (output_dir / c / f"{stem}.png").is_file()
+            else "<td>-</td>"
             for c in columns
         )
         rows.append(f"<tr><td>{html.escape(stem)}</td>{cells}</tr>")

@@ -37,8 +37,12 @@ def unit(image: np.ndarray) -> torch.Tensor:
 
 
 def restore_heldback(
-    checkpoints: Path, out_dir: Path, degradation: str = "official", scratches: bool = True,
-    seed: int = 0, crop: int = 256,
+    checkpoints: Path,
+    out_dir: Path,
+    degradation: str = "official",
+    scratches: bool = True,
+    seed: int = 0,
+    crop: int = 256,
 ) -> dict[str, Any]:
     """Restore damaged copies of the val photos; write them, the page and a PSNR/SSIM table."""
     restorer = OldPhotoRestorer.from_dir(checkpoints)
@@ -52,20 +56,29 @@ def restore_heldback(
         if mask is not None:
             write_image_atomic(mask * 255, out_dir / "mask" / f"{name}.png")
         target = unit(clean)
-        rows.append({
-            "photo": name,
-            "psnr_damaged": psnr(unit(damaged), target).item(),
-            "psnr_restored": psnr(unit(restored), target).item(),
-            "ssim_damaged": ssim(unit(damaged), target).item(),
-            "ssim_restored": ssim(unit(restored), target).item(),
-        })
+        rows.append(
+            {
+                "photo": name,
+                "psnr_damaged": psnr(unit(damaged), target).item(),
+                "psnr_restored": psnr(unit(restored), target).item(),
+                "ssim_damaged": ssim(unit(damaged), target).item(),
+                "ssim_restored": ssim(unit(restored), target).item(),
+            }
+        )
     means = {key: float(np.mean([r[key] for r in rows])) for key in rows[0] if key != "photo"}
     (out_dir / "metrics.json").write_text(json.dumps({"photos": rows, "mean": means}, indent=2))
-    write_index_html(out_dir, list(VAL_PHOTOS), ["clean", "damaged", "mask", "restored"],
-                     "revive quickstart: held-back photos")
+    write_index_html(
+        out_dir,
+        list(VAL_PHOTOS),
+        ["clean", "damaged", "mask", "restored"],
+        "revive quickstart: held-back photos",
+    )
     log.info(
         "Held-back photos: PSNR damaged %.2f dB -> restored %.2f dB (SSIM %.3f -> %.3f); see %s",
-        means["psnr_damaged"], means["psnr_restored"], means["ssim_damaged"],
-        means["ssim_restored"], out_dir / "index.html",
+        means["psnr_damaged"],
+        means["psnr_restored"],
+        means["ssim_damaged"],
+        means["ssim_restored"],
+        out_dir / "index.html",
     )
     return means

@@ -142,7 +142,10 @@ class OldPhotoRestorer:
         if self.detect_short_side:
             scale = self.detect_short_side / min(h, w)
             mult = self.detector.multiple
-            size = (max(mult, round(h * scale / mult) * mult), max(mult, round(w * scale / mult) * mult))
+            size = (
+                max(mult, round(h * scale / mult) * mult),
+                max(mult, round(w * scale / mult) * mult),
+            )
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         x, (xh, xw) = pad_to(x, self.detector.multiple)
         with self._autocast():

@@ -38,7 +38,9 @@ class ImageGridLogger(pl.Callback):
         key, step = "val/images", trainer.global_step
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key, images=[grid], caption=[f"epoch {trainer.current_epoch}"], step=step)
+                logger.log_image(
+                    key, images=[grid], caption=[f"epoch {trainer.current_epoch}"], step=step
+                )
             elif isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_image(key, grid, global_step=step)
             elif not isinstance(logger, CSVLogger):
@@ -46,4 +48,3 @@ class ImageGridLogger(pl.Callback):
         if self.dirpath is not None:
             self.dirpath.mkdir(parents=True, exist_ok=True)
             save_image(grid, self.dirpath / f"epoch_{trainer.current_epoch:03d}.png")
-

@@ -22,7 +22,8 @@ def make_grid(columns: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
     """
     height, width = columns[0].shape[-2:]
     resized = [
-        c if c.shape[-2:] == (height, width)
+        c
+        if c.shape[-2:] == (height, width)
         else torch.nn.functional.interpolate(c, size=(height, width), mode="nearest")
         for c in columns
     ]

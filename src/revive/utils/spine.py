@@ -57,7 +57,9 @@ def wandb_should_be_offline(base_url: str = "https://api.wandb.ai", timeout: flo
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
     except OSError:
-        log.warning("W&B: logged in but %s is unreachable; logging offline (wandb sync later)", host)
+        log.warning(
+            "W&B: logged in but %s is unreachable; logging offline (wandb sync later)", host
+        )
         return True
     return False
 
@@ -109,7 +111,9 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None) -> None:
     keys = [k for k in PRINT_ORDER if k in cfg] + [k for k in cfg if k not in PRINT_ORDER]
     for key in keys:
         value = cfg[key]
-        text = OmegaConf.to_yaml(value, resolve=False) if isinstance(value, DictConfig) else str(value)
+        text = (
+            OmegaConf.to_yaml(value, resolve=False) if isinstance(value, DictConfig) else str(value)
+        )
         tree.add(key).add(rich.syntax.Syntax(text, "yaml"))
     rich.print(tree)
     if save_to is not None:
@@ -134,8 +138,19 @@ def log_hyperparameters(cfg: DictConfig, model: pl.LightningModule, loggers: lis
     if not loggers:
         return
     params = {
-        key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], DictConfig) else cfg[key]
-        for key in ("data", "model", "trainer", "callbacks", "task_name", "tags", "ckpt_path", "seed")
+        key: OmegaConf.to_container(cfg[key], resolve=True)
+        if isinstance(cfg[key], DictConfig)
+        else cfg[key]
+        for key in (
+            "data",
+            "model",
+            "trainer",
+            "callbacks",
+            "task_name",
+            "tags",
+            "ckpt_path",
+            "seed",
+        )
         if key in cfg
     }
     params["model/params/total"] = sum(p.numel() for p in model.parameters())
