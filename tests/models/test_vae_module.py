@@ -7,7 +7,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from revive.models.vae import VAEModule, constant_then_linear, split_domains
+from revive.models.base import constant_then_linear
+from revive.models.vae import VAEModule, split_domains
 from tests.conftest import TINY_D, TINY_VAE
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -19,8 +18,8 @@ from revive.losses.gan import feature_matching_loss, lsgan_loss
 from revive.losses.perceptual import VGGPerceptualLoss
 from revive.metrics.image import psnr, ssim
 from revive.metrics.lpips import build_lpips
+from revive.models.base import GANModule, linear_decay_schedulers
 from revive.models.stages import freeze, load_vae
-from revive.models.vae import constant_then_linear
 from revive.nets.discriminators import MultiscaleDiscriminator
 from revive.nets.mapping import PatchAttentionMapping, QualityMapping, ScratchMapping
 from revive.nets.vae import VAE
@@ -73,7 +72,7 @@ class Restorer(nn.Module):
         return self.vae2.decode(self.map_latent(degraded, mask))
 
 
-class MappingModule(pl.LightningModule):
+class MappingModule(GANModule):
     """Train the latent mapping (quality or scratch) on top of two frozen stage-1 VAEs.
 
     :param mapping: ``kind`` plus the network's arguments (``channels``, ``n_blocks``, ...).
@@ -105,7 +104,6 @@ class MappingModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False
         if image_space:
             net1 = net2 = dict(vae_net or {})
             vae1, vae2 = VAE(**net1), VAE(**net2)
@@ -192,17 +190,7 @@ class MappingModule(pl.LightningModule):
             {"train/loss_d": loss_d.detach(), "train/loss": loss_g.detach()}, prog_bar=True
         )
 
-    def on_train_epoch_end(self) -> None:
-        for scheduler in self.lr_schedulers():
-            scheduler.step()
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
-
-    def _evaluate(self, batch: dict[str, Tensor], batch_idx: int, stage: str) -> None:
+    def evaluate(self, batch: dict[str, Tensor], batch_idx: int, stage: str) -> None:
         x, y, mask = batch["degraded"], batch["clean"], batch["mask"]
         restored = self.restorer(x, mask)
         if batch_idx == 0 and stage == "val":
@@ -240,6 +228,5 @@ class MappingModule(pl.LightningModule):
         g_params = [p for p in self.restorer.parameters() if p.requires_grad]
         opt_g = torch.optim.Adam(g_params, lr=hp.lr_g, betas=betas)
         opt_d = torch.optim.Adam(self.image_d.parameters(), lr=hp.lr_d, betas=betas)
-        factor = constant_then_linear(hp.epochs_constant, hp.epochs_decay)
-        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (opt_g, opt_d)]
-        return [opt_g, opt_d], schedulers
+        optimizers = [opt_g, opt_d]
+        return optimizers, linear_decay_schedulers(optimizers, hp.epochs_constant, hp.epochs_decay)

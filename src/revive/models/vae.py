@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -20,6 +19,7 @@ from revive.losses.kl import gaussian_kl, reduced_kl
 from revive.losses.perceptual import VGGPerceptualLoss
 from revive.metrics.domain import mmd_rbf, patch_accuracy
 from revive.metrics.image import psnr, ssim
+from revive.models.base import GANModule, linear_decay_schedulers
 from revive.nets.discriminators import MultiscaleDiscriminator
 from revive.nets.vae import VAE
 from revive.utils.images import make_grid, to_unit
@@ -27,18 +27,7 @@ from revive.utils.images import make_grid, to_unit
 REAL, SYNTHETIC = 1, 0  # the official per-sample domain flag ("inst")
 
 
-def constant_then_linear(epochs_constant: int, epochs_decay: int):
-    """LR factor per epoch: 1 for ``epochs_constant``, then linear to 0 over ``epochs_decay``."""
-
-    def factor(epoch: int) -> float:
-        if epoch < epochs_constant or epochs_decay <= 0:
-            return 1.0
-        return max(0.0, 1.0 - (epoch - epochs_constant + 1) / epochs_decay)
-
-    return factor
-
-
-class VAEModule(pl.LightningModule):
+class VAEModule(GANModule):
     """Train VAE1 (``latent_gan=True``) or VAE2 with the official losses and schedule.
 
     :param net: ``VAE`` arguments (``ngf``, ``mc``, ``learned_variance``).
@@ -67,7 +56,6 @@ class VAEModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.automatic_optimization = False
         self.vae = VAE(**net)
         self.image_d = MultiscaleDiscriminator(in_channels=net.get("out_channels", 3), **image_d)
         self.latent_d = None
@@ -148,20 +136,9 @@ class VAEModule(pl.LightningModule):
         self.log_dict(logs, prog_bar=False)
         self.log("train/loss", loss_g.detach(), prog_bar=True)
 
-    def on_train_epoch_end(self) -> None:
-        schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            scheduler.step()
-
     # ---- validation -------------------------------------------------------------------------
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
-
-    def _evaluate(self, batch: dict[str, Tensor], batch_idx: int, stage: str) -> None:
+    def evaluate(self, batch: dict[str, Tensor], batch_idx: int, stage: str) -> None:
         real = batch["image"]
         mean, _ = self.vae.encode(real)
         recon = self.vae.decode(mean)
@@ -222,9 +199,7 @@ class VAEModule(pl.LightningModule):
         if self.latent_d is not None:
             params.append(self.latent_d.parameters())
         optimizers = [torch.optim.Adam(p, lr=hp.lr, betas=betas) for p in params]
-        factor = constant_then_linear(hp.epochs_constant, hp.epochs_decay)
-        schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
-        return optimizers, schedulers
+        return optimizers, linear_decay_schedulers(optimizers, hp.epochs_constant, hp.epochs_decay)
 
 
 def split_domains(latent: Tensor, domain: Tensor | None) -> tuple[Tensor, Tensor] | None:
