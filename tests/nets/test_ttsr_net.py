@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from revive.nets.texture_transformer import LTE_CHANNELS, TextureSearch
+from revive.nets.texture_transformer import LTE_CHANNELS, TextureSearch, concat_conv
 from revive.nets.ttsr import TTSR, CrossScaleFusion, Discriminator, TTSRNet
 
 TINY = {"n_feats": 8, "num_res_blocks": (1, 1, 1, 1)}
@@ -178,6 +178,15 @@ def test_reference_size_must_be_a_multiple_of_four(model):
     lr, lr_up, ref, ref_down_up = images(ref=(30, 36))
     with pytest.raises(ValueError, match="multiples of 4"):
         model(lr, lr_up, ref, ref_down_up)
+
+
+def test_concat_conv_equals_the_conv_of_the_concatenation():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(7, 5, 3, padding=1)
+    parts = [torch.rand(2, c, 6, 9) for c in (3, 1, 3)]
+    torch.testing.assert_close(concat_conv(conv, iter(parts)), conv(torch.cat(parts, dim=1)))
+    with pytest.raises(ValueError, match="7"):
+        concat_conv(conv, parts[:2])
 
 
 @pytest.mark.parametrize("in_size", [160, 96, 100])

@@ -95,13 +95,15 @@ def _rows_per_chunk(chunk: int, width: int) -> int:
     return max(1, chunk // width)
 
 
-def _unfold_rows(x: Tensor, r0: int, r1: int) -> Tensor:
-    """Zero-padded 3x3 patches centred on rows [r0, r1) of x, as ``F.unfold(x, 3, padding=1)``."""
+def _band(x: Tensor, r0: int, r1: int) -> Tensor:
+    """Rows [r0, r1) of x with one halo row above and below, zero outside the image.
+
+    :return: (B, C, r1-r0+2, W); 3x3 windows over it (with columns zero-padded by 1) are exactly
+        the zero-padded 3x3 patches centred on rows [r0, r1).
+    """
     height = x.shape[-2]
     band = x[:, :, max(r0 - 1, 0) : min(r1 + 1, height)]
-    # Zero rows only where the band touches the image border; columns are padded by unfold.
-    band = F.pad(band, (0, 0, int(r0 == 0), int(r1 == height)))
-    return F.unfold(band, kernel_size=3, padding=(0, 1))  # (B, C*9, (r1-r0)*W)
+    return F.pad(band, (0, 0, int(r0 == 0), int(r1 == height)))
 
 
 def _gather_patches(v: Tensor, index: Tensor, ref_width: int, scale: int) -> Tensor:
@@ -187,11 +189,13 @@ class RelevanceEmbedding(nn.Module):
         ref_width = k.shape[-1]
         q_rows = _rows_per_chunk(self.query_chunk, width)
         k_rows = _rows_per_chunk(self.key_chunk, ref_width)
+        k_norms = _patch_norms(k.detach())
         soft, hard = [], []
         for r0 in range(0, height, q_rows):
             r1 = min(r0 + q_rows, height)
-            q_patches = F.normalize(_unfold_rows(q, r0, r1), dim=1)  # (B, C*9, n)
-            index = _most_relevant(q_patches.detach(), k.detach(), k_rows)
+            # (B, C*9, n): the zero-padded 3x3 patches of these rows, as F.unfold(q, 3, padding=1)
+            q_patches = F.normalize(F.unfold(_band(q, r0, r1), 3, padding=(0, 1)), dim=1)
+            index = _most_relevant(q_patches.detach(), k.detach(), k_norms, k_rows)
             # Recomputing the winning cosine gives S the gradient of torch.max (it flows to the
             # chosen pair only) without keeping every relevance tile alive for backward.
             k_best = F.normalize(_gather_patches(k, index, ref_width, scale=1), dim=1)
@@ -200,26 +204,46 @@ class RelevanceEmbedding(nn.Module):
         return torch.cat(soft, dim=1).view(q.shape[0], 1, height, width), torch.cat(hard, dim=1)
 
 
+def _patch_norms(k: Tensor) -> Tensor:
+    """L2 norm of every zero-padded 3x3 patch of k, clamped like ``F.normalize``: (B, Hr*Wr)."""
+    squares = k.pow(2).sum(dim=1, keepdim=True)  # (B, 1, Hr, Wr)
+    window = squares.new_ones(1, 1, 3, 3)
+    return F.conv2d(squares, window, padding=1).sqrt().clamp_min(1e-12).flatten(1)
+
+
 @torch.no_grad()
-def _most_relevant(q_patches: Tensor, k: Tensor, k_rows: int) -> Tensor:
+def _most_relevant(q_patches: Tensor, k: Tensor, k_norms: Tensor, k_rows: int) -> Tensor:
     """Flat index of the most relevant Ref patch for each query column, by a running argmax over
     bands of ``k_rows`` Ref rows.
 
+    Each query patch serves as a 3x3 conv filter over a band of K: the conv computes its dot
+    product with every Ref patch of the band without unfolding K (an unfold of K per query band
+    would cost as much as the products themselves when the LR image is large).
+
     :param q_patches: (B, C*9, n) L2-normalised query patches.
+    :param k_norms: (B, Hr*Wr) from ``_patch_norms``.
     :return: (B, n) int64.
     """
-    queries = q_patches.transpose(1, 2)  # (B, n, C*9)
-    ref_height, ref_width = k.shape[-2:]
-    best = queries.new_full(queries.shape[:2], float("-inf"))
-    index = torch.zeros(queries.shape[:2], dtype=torch.long, device=queries.device)
-    for r0 in range(0, ref_height, k_rows):
-        r1 = min(r0 + k_rows, ref_height)
-        keys = F.normalize(_unfold_rows(k, r0, r1), dim=1)  # (B, C*9, m): one Ref patch per column
-        tile_best, tile_index = torch.bmm(queries, keys).max(dim=2)  # over a (B, n, m) tile
-        # Strictly greater: on ties the earlier Ref position wins, as in torch.max.
-        better = tile_best > best
-        best = torch.where(better, tile_best, best)
-        index = torch.where(better, tile_index + r0 * ref_width, index)
+    batch, _, n = q_patches.shape
+    channels, ref_height, ref_width = k.shape[1:]
+    index = torch.empty(batch, n, dtype=torch.long, device=k.device)
+    for b in range(batch):
+        filters = q_patches[b].t().reshape(n, channels, 3, 3)  # one filter per LR patch
+        best = q_patches.new_full((n,), float("-inf"))
+        best_index = torch.zeros(n, dtype=torch.long, device=k.device)
+        for r0 in range(0, ref_height, k_rows):
+            r1 = min(r0 + k_rows, ref_height)
+            products = F.conv2d(_band(k[b : b + 1], r0, r1), filters, padding=(0, 1))
+            relevance = products.view(
+                n, -1
+            )  # (n, m): one row per LR patch, one column per Ref patch
+            relevance.div_(k_norms[b, r0 * ref_width : r1 * ref_width])
+            tile_best, tile_index = relevance.max(dim=1)
+            # Strictly greater: on ties the earlier Ref position wins, as in torch.max.
+            better = tile_best > best
+            best = torch.where(better, tile_best, best)
+            best_index = torch.where(better, tile_index + r0 * ref_width, best_index)
+        index[b] = best_index
     return index
 
 
