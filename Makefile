@@ -24,7 +24,7 @@ train: $(STAMP)  ## run the default experiment on the embedded sample photos
 	$(BIN)/revive-train $(ARGS)
 
 test: $(STAMP)  ## run the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --nbmake tests notebooks $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check src tests experiments
