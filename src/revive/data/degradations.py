@@ -28,20 +28,19 @@ or float baseline codec: those images are quantised to 8 bit for the round trip 
 back, so the result carries 8-bit steps (as a 16-bit scan of a JPEG print would).
 
 DataLoader workers copy a Compose with its RNG state, so all workers would produce the same
-augmentations; pass ``worker_init_fn=worker_init_fn_for(compose)`` (see there).
+augmentations; datasets reseed theirs per worker (``revive.data.datasets.seed_worker``).
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import albumentations as A
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 
 from revive.data.scratches import (
@@ -72,8 +71,6 @@ __all__ = [
     "SepiaTone",
     "Yellowing",
     "build_degradation",
-    "seed_compose_in_worker",
-    "worker_init_fn_for",
 ]
 
 
@@ -792,42 +789,3 @@ def build_degradation(
     if holes:
         transforms.append(AddHoles(p=0.5))
     return A.Compose(transforms, seed=seed, save_applied_params=save_applied_params)
-
-
-# --------------------------------------------------------------------------- DataLoader workers
-
-
-def seed_compose_in_worker(compose: A.BaseCompose, offset: int = 0) -> None:
-    """Reseed ``compose`` from this DataLoader worker's torch seed (plus ``offset``).
-
-    Each worker receives a copy of the Compose with the *same* RNG state, so without this all
-    workers emit identical augmentations (Lightning's ``seed_everything(workers=True)`` reseeds
-    numpy / torch / random, not albumentations). ``torch.initial_seed()`` in a worker is the
-    loader's base seed + worker id: distinct per worker and epoch, reproducible under a fixed
-    ``torch.manual_seed``.
-    """
-    compose.set_random_seed((torch.initial_seed() + offset) % 2**32)
-
-
-class _ComposeSeeder:
-    """Picklable ``worker_init_fn`` (works with the spawn start method, unlike a closure)."""
-
-    def __init__(self, composes: tuple[A.BaseCompose, ...]) -> None:
-        self.composes = composes
-
-    def __call__(self, worker_id: int) -> None:
-        for offset, compose in enumerate(self.composes):
-            seed_compose_in_worker(compose, offset)
-
-
-def worker_init_fn_for(*composes: A.BaseCompose) -> Callable[[int], None]:
-    """A DataLoader ``worker_init_fn`` that gives each worker its own stream for ``composes``.
-
-    Pass the Compose objects the dataset holds (the worker's copies are reseeded, because the
-    function and the dataset travel to the worker together)::
-
-        DataLoader(ds, num_workers=2, worker_init_fn=worker_init_fn_for(ds.degrade))
-
-    Several composes get different seeds (offset by their position).
-    """
-    return _ComposeSeeder(composes)
