@@ -19,6 +19,7 @@ SHORT = [
     "data.train_length=8",
     "data.val_length=4",
     "extras.print_config=false",
+    "trainer.log_every_n_steps=1",
 ]
 
 
@@ -52,6 +53,7 @@ def test_multirun_writes_two_job_dirs_and_two_wandb_runs(tmp_path: Path) -> None
         run = read_run(runs[0])
         run_ids.add(run["run_id"])
         assert any("train/loss" in row for row in run["history"])
+        assert any("val/iou" in row for row in run["history"])
     assert len(run_ids) == 2
 
 
