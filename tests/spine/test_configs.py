@@ -12,7 +12,8 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from revive.cli.train import train
 from revive.config import CONF_DIR
-from tests.conftest import make_tiny_stages
+from revive.models.vae import VAEModule
+from tests.conftest import TINY_D, make_tiny_stages, save_stage
 
 EXPERIMENTS = sorted(
     str(p.relative_to(CONF_DIR / "experiment").with_suffix(""))
@@ -38,7 +39,13 @@ def fake_vgg19(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def stage_checkpoints(tmp_path_factory) -> dict[str, Path]:
-    return make_tiny_stages(tmp_path_factory.mktemp("stages"))
+    """Tiny stage-1 VAEs for the small presets, official-size ones for the paper presets."""
+    root = tmp_path_factory.mktemp("stages")
+    stages = make_tiny_stages(root)
+    for name, latent_gan in (("paper_vae1", True), ("paper_vae2", False)):
+        vae = VAEModule(net={}, image_d=TINY_D, latent_gan=latent_gan, vgg_on_missing="disable")
+        stages[name] = save_stage(vae, root / f"{name}.ckpt")
+    return stages
 
 
 def needs(experiment: str, fake_vgg19: Path, stages: dict[str, Path]) -> list[str]:
@@ -49,7 +56,11 @@ def needs(experiment: str, fake_vgg19: Path, stages: dict[str, Path]) -> list[st
     if model.get("vgg_on_missing") == "error":
         extra.append(f"model.vgg_weights={fake_vgg19}")
     if "mapping" in experiment:
-        extra += [f"model.vae1_ckpt={stages['vae1']}", f"model.vae2_ckpt={stages['vae2']}"]
+        size = "" if experiment.endswith("_small") else "paper_"
+        extra += [
+            f"model.vae1_ckpt={stages[size + 'vae1']}",
+            f"model.vae2_ckpt={stages[size + 'vae2']}",
+        ]
     return extra
 
 
