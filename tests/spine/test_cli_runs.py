@@ -94,7 +94,6 @@ def test_resume_from_last_continues_the_step_count(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = torch.load(last, weights_only=True)
     assert resumed["global_step"] == 2 * steps_after_one
-    assert resumed["epoch"] == 1
     steps = [int(r["step"]) for r in metrics_rows(run_dir) if r.get("val/iou")]
     assert steps == sorted(steps) and len(steps) == 2
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import logging
 import os
 import socket
@@ -15,7 +17,7 @@ from urllib.parse import urlparse
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,26 @@ def wandb_logger(offline: bool | None = None, **kwargs: Any) -> WandbLogger:
         offline = wandb_should_be_offline()
     log.info("W&B logging %s", "offline (sync later with `wandb sync`)" if offline else "online")
     return WandbLogger(offline=offline, **kwargs)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """A CSVLogger whose ``metrics.csv`` survives a resume in the same folder.
+
+    Lightning's writer deletes an existing ``metrics.csv`` when it starts; this one puts the
+    earlier rows back and continues the file with the same columns.
+    """
+
+    @property
+    def experiment(self):  # noqa: ANN201 - Lightning's experiment writer
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        earlier = path.read_text() if path.is_file() else ""
+        writer = super().experiment
+        if earlier:
+            path.write_text(earlier)
+            writer.metrics_keys = sorted(next(csv.reader(io.StringIO(earlier)), []))
+        return writer
 
 
 def finish_wandb() -> None:

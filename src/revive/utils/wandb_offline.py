@@ -74,7 +74,15 @@ def _run_file(path: str | Path) -> Path:
     return files[0]
 
 
-def read_run(path: str | Path, wait: float = 5.0) -> dict[str, Any]:
+LIVE_SECONDS = 30.0  # a run folder touched this recently may still be written by wandb's service
+
+
+def _last_touched(run_dir: Path) -> float:
+    """Newest modification time of any file in a run folder (the service logs until it exits)."""
+    return max((p.stat().st_mtime for p in run_dir.rglob("*") if p.is_file()), default=0.0)
+
+
+def read_run(path: str | Path, wait: float = 20.0) -> dict[str, Any]:
     """History, summary and config of one offline run (its folder or its ``.wandb`` file).
 
     Returns ``dict(history=[{key: value, ...} per step], summary={...}, config={...},
@@ -82,15 +90,16 @@ def read_run(path: str | Path, wait: float = 5.0) -> dict[str, Any]:
     Nested keys are joined with ".", and wandb's internal ``_wandb`` entries are dropped.
 
     :param wait: wandb 0.31's ``finish()`` can return before its service has flushed the file
-        (seen: only the 7-byte header, complete ~10 ms later). While the file lacks its exit
-        record and was modified within the last ``wait`` seconds, it is re-read until it has
-        one; an older file without an exit record (a crashed run) is read as it is.
+        (seen: only the 7-byte header, complete ~10 ms later, much later on a loaded machine).
+        While the file lacks its exit record and its run folder was touched within
+        ``LIVE_SECONDS``, it is re-read, for at most ``wait`` seconds; an older file without an
+        exit record (a crashed run) is read as it is.
     """
     file = _run_file(path)
     deadline = time.monotonic() + wait
     while True:
         run = _parse_run(file)
-        fresh = time.time() - file.stat().st_mtime < wait
+        fresh = time.time() - _last_touched(file.parent) < LIVE_SECONDS
         if run["exit_code"] is not None or not fresh or time.monotonic() > deadline:
             return run
         time.sleep(0.05)
