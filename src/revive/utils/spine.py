@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -194,9 +194,3 @@ def get_metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
             "Fix optimized_metric in the hparams_search config."
         )
     return float(metrics[name])
-
-
-def force_fast_dev_run(cfg: DictConfig) -> None:
-    """Make a config run one batch of each loop (used by tests and the debug preset)."""
-    with open_dict(cfg):
-        cfg.trainer.fast_dev_run = True
