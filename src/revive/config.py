@@ -194,3 +194,62 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     for (group, name), node in SCHEMAS.items():
         store.store(group=group, name=name, node=node)
+
+
+@dataclass
+class SRDataSchema(PhotoDataSchema):
+    """``revive.data.sr.SRDataModule``: reference-based SR samples (crop_size = HR crop)."""
+
+    _target_: str = "revive.data.sr.SRDataModule"
+    crop_size: int = 160
+    layout: str = "views"
+    test_dir: str | None = None
+    test_protocol: str = "single"
+    ref_level: int = 1
+
+
+@dataclass
+class TTSRNetSchema:
+    """``revive.nets.ttsr.TTSR`` arguments (the VGG19 file is the model's ``vgg_weights``)."""
+
+    n_feats: int = 64
+    num_res_blocks: list[int] = field(default_factory=lambda: [16, 16, 8, 4])
+    res_scale: float = 1.0
+    use_csfi: bool = True
+    use_hard_attention: bool = True
+    use_soft_attention: bool = True
+    lte_trainable: bool = True
+    search_impl: str = "bounded"
+    query_chunk: int = 2048
+    key_chunk: int = 4096
+    coverage_correct: bool = False
+
+
+@dataclass
+class TTSRModelSchema:
+    """``revive.models.ttsr.TTSRModule`` arguments."""
+
+    _target_: str = "revive.models.ttsr.TTSRModule"
+    _convert_: str = "all"
+    net: TTSRNetSchema = field(default_factory=TTSRNetSchema)
+    losses: str = "all"
+    weights: dict[str, float] = field(default_factory=dict)
+    tpl_variant: str = "official"
+    vgg_weights: str | None = None
+    vgg_on_missing: str = "error"
+    lr: float = 1e-4
+    lr_lte: float = 1e-5
+    lr_d: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas_d: list[float] = field(default_factory=lambda: [0.0, 0.9])
+    eps: float = 1e-8
+    d_steps: int = 2
+    gp_weight: float = 10.0
+    disc_size: int = 160
+    warmup_epochs: int = 0
+    lr_decay_epochs: int = 999999
+    lr_gamma: float = 0.5
+
+
+SCHEMAS[("data", "sr_schema")] = SRDataSchema
+SCHEMAS[("model", "ttsr_schema")] = TTSRModelSchema
