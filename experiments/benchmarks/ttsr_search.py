@@ -10,6 +10,7 @@ failure.
 
     python experiments/benchmarks/ttsr_search.py            # all sizes (long: about an hour)
     python experiments/benchmarks/ttsr_search.py --quick    # 40/160, 80/320
+    python experiments/benchmarks/ttsr_search.py --cases 200/800 --contiguous  # ours contiguous
 
 Writes ttsr_search.md (a Markdown table) and ttsr_search.json beside this file.
 """
@@ -61,8 +62,12 @@ class PeakRss:
         return peak
 
 
-def run_case(lr_size: int, ref_size: int, impl: str, threads: int) -> dict:
-    """One full forward in this process; returns the measurement."""
+def run_case(lr_size: int, ref_size: int, impl: str, threads: int, channels_last: bool) -> dict:
+    """One full forward in this process; returns the measurement.
+
+    ``channels_last`` puts the model and inputs in that memory format (how ``revive-sr`` runs):
+    oneDNN then convolves without reordering each 4x feature map into its blocked layout.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -75,6 +80,11 @@ def run_case(lr_size: int, ref_size: int, impl: str, threads: int) -> dict:
     lr_up = F.interpolate(lr, scale_factor=4, mode="bicubic")
     ref = torch.rand(1, 3, ref_size, ref_size) * 2 - 1
     ref_down_up = F.interpolate(F.avg_pool2d(ref, 4), scale_factor=4, mode="bicubic")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        lr, lr_up, ref, ref_down_up = (
+            x.contiguous(memory_format=torch.channels_last) for x in (lr, lr_up, ref, ref_down_up)
+        )
     with torch.no_grad():  # warm-up at a tiny size: lazy initialisation is not the forward's cost
         model(lr[..., :8, :8], lr_up[..., :32, :32], ref[..., :32, :32], ref_down_up[..., :32, :32])
 
@@ -115,7 +125,12 @@ def child(args: argparse.Namespace) -> None:
     """Entry point of a child process: run one case, print one JSON line."""
     lr_size, ref_size = (int(n) for n in args.case.split("/"))
     try:
-        result = {"ok": True, **run_case(lr_size, ref_size, args.impl, args.threads)}
+        channels_last = args.impl == "bounded" and not args.contiguous
+        result = {
+            "ok": True,
+            "layout": "channels_last" if channels_last else "contiguous",
+            **run_case(lr_size, ref_size, args.impl, args.threads, channels_last),
+        }
     except (MemoryError, RuntimeError) as error:
         result = {"ok": False, "error": str(error).splitlines()[0][:200]}
     print(json.dumps(result), flush=True)
@@ -152,7 +167,7 @@ def watch(command: list[str], rss_cap_kib: int, timeout: float) -> dict:
 def spawn(case: str, impl: str, args: argparse.Namespace) -> dict:
     command = [
         sys.executable, __file__, "--child", "--case", case, "--impl", impl,
-        "--threads", str(args.threads),
+        "--threads", str(args.threads), *(["--contiguous"] if args.contiguous else []),
     ]  # fmt: skip
     load_before = os.getloadavg()[0]
     result = watch(command, int(args.rss_cap_gib * 2**20), args.timeout)
@@ -205,7 +220,9 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
     lines += [
         "",
         "Full TTSR forward (3x LTE + search + backbone), paper widths, random weights, batch 1, "
-        f"no_grad, fp32, {args.threads} torch threads, one child process per cell. Peak = peak "
+        f"no_grad, fp32, ours {'contiguous' if args.contiguous else 'channels_last'} (as revive-sr "
+        f"runs), naive contiguous (as the official code), {args.threads} torch threads, one "
+        "child process per cell. Peak = peak "
         "RSS during the forward minus the RSS just before it (model and inputs built); in "
         "brackets the peak during the search stage alone. A watchdog kills a child above "
         f"{args.rss_cap_gib:g} GiB RSS (as in reference/ttsr.md §5); the naive search is not run "
@@ -231,6 +248,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per child")
     parser.add_argument("--out", type=Path, default=HERE / "ttsr_search", help="output stem")
     parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS), help="searches")
+    parser.add_argument(
+        "--contiguous", action="store_true", help="run ours contiguous (default channels_last)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)

@@ -90,6 +90,7 @@ class ScratchModelSchema:
     weight_decay: float = 0.0
     threshold: float = 0.4
     tta_flip: bool = False
+    channels_last: bool = True
 
 
 @dataclass
@@ -140,6 +141,7 @@ class VAEModelSchema:
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     epochs_constant: int = 100
     epochs_decay: int = 100
+    channels_last: bool = False
 
 
 @dataclass
@@ -176,6 +178,7 @@ class MappingModelSchema:
     betas: list[float] = field(default_factory=lambda: [0.0, 0.9])
     epochs_constant: int = 150
     epochs_decay: int = 100
+    channels_last: bool = False
 
 
 SCHEMAS = {
@@ -223,6 +226,7 @@ class TTSRNetSchema:
     query_chunk: int = 2048
     key_chunk: int = 4096
     coverage_correct: bool = False
+    bicubic_residual: bool = False
 
 
 @dataclass
@@ -249,6 +253,7 @@ class TTSRModelSchema:
     warmup_epochs: int = 0
     lr_decay_epochs: int = 999999
     lr_gamma: float = 0.5
+    channels_last: bool = True
 
 
 SCHEMAS[("data", "sr_schema")] = SRDataSchema

@@ -60,6 +60,22 @@ def test_forward_shapes_at_x4(model):
     assert out.sr.min() >= -1 and out.sr.max() <= 1
 
 
+def test_bicubic_residual_adds_the_tail_output_to_the_bicubic_image(model):
+    lr, lr_up, ref, ref_down_up = images()
+    residual = with_switches(model, bicubic_residual=True)
+    with torch.no_grad():
+        plain = model(lr, lr_up, ref, ref_down_up).sr
+        out = residual(lr, lr_up, ref, ref_down_up).sr
+        # the official output is the tail alone (|tail| < 1 here, so its clamp changes nothing);
+        # the residual one is the tail plus LR-up, clamped
+        assert plain.abs().max() < 1
+        torch.testing.assert_close(out, (plain + lr_up).clamp(-1, 1))
+        zeroed = copy.deepcopy(residual)
+        tail2 = zeroed.net.merge_tail.conv_tail2
+        tail2.weight.zero_(), tail2.bias.zero_()
+        torch.testing.assert_close(zeroed(lr, lr_up, ref, ref_down_up).sr, lr_up.clamp(-1, 1))
+
+
 def test_naive_and_bounded_search_give_the_same_model_output(model):
     naive = copy.deepcopy(model)
     naive.search = TextureSearch("naive")

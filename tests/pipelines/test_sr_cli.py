@@ -126,3 +126,15 @@ def test_official_checkpoint_loads_through_the_converter(tmp_path) -> None:
     assert model.net.sfe.conv_head.out_channels == 64  # the paper's width
     sr, _ = SuperResolver(model).super_resolve(photo(5, 6), photo(16, 16, 1))
     assert sr.shape == (20, 24, 3)
+
+
+def test_channels_last_inference_gives_the_contiguous_result(checkpoint):
+    lr, ref = photo(11, 14, 2), photo(44, 36, 3)
+    contiguous = SuperResolver(load_ttsr(checkpoint), channels_last=False)
+    channels_last = SuperResolver(load_ttsr(checkpoint), channels_last=True)
+    conv = next(m for m in channels_last.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    sr_a, s_a = contiguous.super_resolve(lr, ref)
+    sr_b, s_b = channels_last.super_resolve(lr, ref)
+    assert np.abs(sr_a.astype(int) - sr_b.astype(int)).max() <= 1  # float rounding only
+    np.testing.assert_allclose(s_a, s_b, atol=1e-5)

@@ -32,7 +32,8 @@ from revive.data.imageio import (
     list_images,
     read_image,
 )
-from revive.pipelines.batch import output_names, write_image_atomic
+from revive.pipelines.batch import inside, output_names, write_image_atomic
+from revive.utils.reliability import check_options
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,20 @@ def contact_sheet(rows: list[list[np.ndarray]], cell: int, gap: int = 4) -> np.n
     return sheet
 
 
+OPTION_TYPES = {
+    "n": int,
+    "seed": int,
+    "holes": bool,
+    "max_pixels": int,
+    "sheet_rows": int,
+    "sheet_copies": int,
+    "sheet_cell": int,
+}
+
+
 def degrade_photos(cfg: DictConfig) -> int:
     """Write the degraded copies, masks and contact sheets of ``cfg``; return the exit code."""
+    check_options(cfg, OPTION_TYPES)
     preset = list(cfg.preset) if isinstance(cfg.preset, ListConfig) else cfg.preset
     presets = parse_presets(preset)
     if cfg.n < 1:
@@ -128,8 +141,8 @@ def degrade_photos(cfg: DictConfig) -> int:
             for k in range(cfg.n):
                 res = compose(image=image, mask=np.zeros(image.shape[:2], np.uint8))
                 stem = f"{name}_{preset}_{k}"
-                write_image_atomic(res["mask"] * np.uint8(255), out / f"{stem}_mask.png")
-                write_image_atomic(res["image"], out / f"{stem}.png")
+                write_image_atomic(res["mask"] * np.uint8(255), inside(out, f"{stem}_mask.png"))
+                write_image_atomic(res["image"], inside(out, f"{stem}.png"))
                 written += 1
                 if k < cfg.sheet_copies:
                     row += [res["image"], res["mask"] * np.uint8(255)]
@@ -148,10 +161,19 @@ def degrade_photos(cfg: DictConfig) -> int:
     return 0
 
 
+def run(cfg: DictConfig) -> int:
+    """Degrade the photos; return the exit code (2 = a usage error, printed on one line)."""
+    try:
+        return degrade_photos(cfg)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"revive-degrade: {err}", file=sys.stderr)
+        return 2
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="degrade")
 def main(cfg: DictConfig) -> None:
     """Console entry point: ``revive-degrade input=DIR output=DIR preset=paper n=4 seed=0``."""
-    code = degrade_photos(cfg)
+    code = run(cfg)
     if code:
         sys.exit(code)
 

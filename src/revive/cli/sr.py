@@ -20,8 +20,18 @@ from revive.pipelines.batch import (
     write_index_html,
 )
 from revive.pipelines.super_resolve import SuperResolver, attention_picture
+from revive.utils.reliability import check_options
 
 log = logging.getLogger(__name__)
+
+
+OPTION_TYPES = {
+    "precision": str,
+    "attention_map": bool,
+    "query_chunk": int,
+    "key_chunk": int,
+    "max_pixels": int,
+}
 
 
 class UsageError(Exception):
@@ -111,6 +121,7 @@ def super_resolve_folder(cfg: DictConfig, resolver: SuperResolver) -> int:
 def run(cfg: DictConfig) -> int:
     """Super-resolve a file or a folder; return the exit code (2 = a usage error, printed)."""
     try:
+        check_options(cfg, OPTION_TYPES)
         resolver = build_resolver(cfg)
         if Path(cfg.lr).is_dir():
             return super_resolve_folder(cfg, resolver)

@@ -12,8 +12,8 @@ import torch
 from omegaconf import DictConfig
 
 from revive.config import CONF_DIR, register_configs
-from revive.utils import spine
-from revive.utils.cluster import SubmititLocalEnvironment
+from revive.utils import cluster, spine
+from revive.utils.reliability import check_options
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,17 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
 @spine.task_wrapper
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit (and test) the configured model; return the final metrics and the built objects."""
+    check_options(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    plugins = cluster.cluster_plugins(cfg.trainer)
+    cluster.check_sweep_strategy(cfg, plugins)
+    ckpt = None
+    if cfg.get("train"):
+        ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+        ckpt = ckpt or cluster.requeued_checkpoint(cfg.paths.output_dir)
+    if ckpt:
+        spine.continue_wandb_run(cfg)
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
@@ -48,16 +57,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     callbacks = spine.instantiate_group(cfg.get("callbacks"), "callback")
     loggers = spine.instantiate_group(cfg.get("logger"), "logger")
     log.info("Instantiating trainer <%s>", cfg.trainer._target_)
-    plugins = [SubmititLocalEnvironment()] if SubmititLocalEnvironment.detect() else None
+    # the preset's plugins (atomic checkpoint IO) plus the cluster's; a plugins= kwarg alone
+    # would replace the preset's
+    plugins = [*(hydra.utils.instantiate(cfg.trainer.get("plugins")) or []), *(plugins or [])]
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins
+        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins or None
     )
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
     spine.log_hyperparameters(cfg, model, loggers)
 
     if cfg.get("train"):
         log.info("Starting training")
-        ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     metrics = dict(trainer.callback_metrics)
 
@@ -67,6 +77,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update(trainer.callback_metrics)
     metrics = {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
+    spine.log_final_metrics(metrics, trainer.loggers)
     return metrics, objects
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from revive.models.stages import load_weights_only
 from revive.nets.discriminators import MultiscaleDiscriminator
 from revive.nets.mapping import PatchAttentionMapping, QualityMapping, ScratchMapping
 from revive.nets.unet import ScratchUNet
@@ -293,7 +294,7 @@ def load_official(path: str | Path, network: str) -> dict[str, Tensor]:
         raise ValueError(f"Unknown BOPBTL network '{network}'; choose one of {sorted(NETWORKS)}.")
     path = Path(path)
     try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
+        content = load_weights_only(path)
     except Exception as error:  # unpickling errors have several types; all mean the same here
         reason = str(error).splitlines()[0] if str(error) else ""
         raise ValueError(

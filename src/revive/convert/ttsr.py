@@ -11,8 +11,9 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor
+
+from revive.models.stages import load_weights_only
 
 # Rules are tried in order; the first whose pattern matches the start of a key renames that part.
 Rule = tuple[str, str | Callable[[re.Match[str]], str]]
@@ -106,7 +107,7 @@ def load_official_ttsr(path: str | Path) -> dict[str, Tensor]:
     ``TTSR().load_state_dict(state, strict=True)``.
     """
     path = Path(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights_only(path)
     if not isinstance(state, Mapping) or not any(
         isinstance(key, str) and key.removeprefix("module.").startswith("MainNet.") for key in state
     ):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -45,14 +44,16 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _pixel_limit(max_pixels: int) -> Iterator[None]:
-    """Let PIL open up to ``max_pixels`` without its own bomb error; we check the size ourselves."""
+def _own_pixel_limit() -> Iterator[None]:
+    """Switch PIL's decompression-bomb check off while ``_open`` runs its own.
+
+    ``_open`` compares the header's size with ``max_pixels`` before decoding anything, and its
+    message names the option to change; PIL's would only name its own constant.
+    """
     previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max(previous or 0, max_pixels)
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
+        yield
     finally:
         Image.MAX_IMAGE_PIXELS = previous
 
@@ -66,21 +67,19 @@ def _open(path: Path, max_pixels: int, draft: bool = False) -> tuple[Image.Image
         raise ImageReadError(path, "does not exist")
     if path.stat().st_size == 0:
         raise ImageReadError(path, "is empty (0 bytes)")
-    with _pixel_limit(max_pixels):
+    with _own_pixel_limit():
         try:
             im = Image.open(path)
         except UnidentifiedImageError:
             raise ImageReadError(path, "is not an image PIL can read") from None
-        except Image.DecompressionBombError as err:
-            raise ImageReadError(path, f"is too large to open ({err})") from None
         except OSError as err:
             raise ImageReadError(path, f"cannot be opened ({err})") from None
         w, h = im.size
         if w * h > max_pixels:
             raise ImageReadError(
                 path,
-                f"is {w}x{h} = {w * h / 1e6:.0f} MP, over the {max_pixels / 1e6:.0f} MP limit; "
-                "raise max_pixels or downscale it",
+                f"is {w}x{h} = {w * h / 1e6:.1f} MP, over the limit max_pixels={max_pixels} "
+                f"({max_pixels / 1e6:g} MP); raise max_pixels or downscale it",
             )
         if draft and im.format == "JPEG":
             # decode at 1/8 scale: still reads the whole stream, so truncation is still caught

@@ -58,13 +58,17 @@ def feature_matching_loss(
 
 
 def wgan_d_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
-    """WGAN critic loss ``E[D(fake)] - E[D(real)]`` (add :func:`gradient_penalty` for WGAN-GP)."""
-    return (d_fake - d_real).mean()
+    """WGAN critic loss ``E[D(fake)] - E[D(real)]`` (add :func:`gradient_penalty` for WGAN-GP).
+
+    In fp32 whatever the scores' dtype: under bf16 autocast the difference of two batch means
+    keeps only about three digits.
+    """
+    return (d_fake.float() - d_real.float()).mean()
 
 
 def wgan_g_loss(d_fake: Tensor) -> Tensor:
-    """WGAN generator loss ``-E[D(fake)]``."""
-    return -d_fake.mean()
+    """WGAN generator loss ``-E[D(fake)]``, in fp32 like :func:`wgan_d_loss`."""
+    return -d_fake.float().mean()
 
 
 def gradient_penalty(

@@ -19,6 +19,7 @@ from revive.losses.perceptual import VGGPerceptualLoss
 from revive.metrics.image import psnr, ssim
 from revive.metrics.lpips import build_lpips
 from revive.models.base import GANModule, linear_decay_schedulers
+from revive.models.memory_format import ChannelsLastBatches, to_channels_last
 from revive.models.stages import freeze, load_vae
 from revive.nets.discriminators import MultiscaleDiscriminator
 from revive.nets.mapping import PatchAttentionMapping, QualityMapping, ScratchMapping
@@ -72,7 +73,7 @@ class Restorer(nn.Module):
         return self.vae2.decode(self.map_latent(degraded, mask))
 
 
-class MappingModule(GANModule):
+class MappingModule(ChannelsLastBatches, GANModule):
     """Train the latent mapping (quality or scratch) on top of two frozen stage-1 VAEs.
 
     :param mapping: ``kind`` plus the network's arguments (``channels``, ``n_blocks``, ...).
@@ -81,6 +82,7 @@ class MappingModule(GANModule):
     :param image_space: ablation "pix2pix": the same encoder-mapping-decoder from random init,
         trained end to end on images only (no stage-1 weights, no latent loss).
     :param weights: ``latent``, ``gan``, ``feat``, ``vgg``, ``l1``.
+    :param channels_last: weights and batches in channels_last memory format.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class MappingModule(GANModule):
         betas: tuple[float, float] = (0.5, 0.999),
         epochs_constant: int = 150,
         epochs_decay: int = 100,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -139,6 +142,8 @@ class MappingModule(GANModule):
             "effective_weights": dict(self.w),
         }
         self.grid_batch: dict[str, Tensor] | None = None
+        if channels_last:
+            to_channels_last(self)
 
     def train(self, mode: bool = True) -> MappingModule:
         """Switch mode; frozen VAEs stay in eval (instance norm has no running stats, but be exact)."""
@@ -205,6 +210,10 @@ class MappingModule(GANModule):
         self.log(f"{stage}/ssim", ssim(pred, target).mean())
         self.log(f"{stage}/psnr_degraded", psnr(degraded, target).mean())
         self.log(f"{stage}/ssim_degraded", ssim(degraded, target).mean())
+        # the ceiling of any latent mapping: VAE2's own reconstruction of the clean photo
+        vae2 = self.restorer.vae2
+        ceiling = to_unit(vae2.decode(vae2.encode(y)[0]))
+        self.log(f"{stage}/psnr_vae2_recon", psnr(ceiling, target).mean())
         if self.lpips is not None:
             self.log(f"{stage}/lpips", self.lpips(pred, target).mean())
 

@@ -7,6 +7,8 @@ is read with ``weights_only=True``.
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,29 @@ STAGES = {
 }
 
 
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint that needs more than tensors and plain values to load (pickled code)."""
+
+    def __init__(self, path: str | Path, error: Exception) -> None:
+        found = _GLOBAL.search(str(error))
+        what = f"pickled code ({found.group(1)})" if found else "objects other than tensors"
+        super().__init__(
+            f"Checkpoint '{path}' holds {what}; it was refused without running anything. Use "
+            "a checkpoint written by revive (or revive-convert) from a source you trust."
+        )
+
+
+def load_weights_only(path: str | Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; pickled code raises ``UnsafeCheckpointError``."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(path, err) from None
+
+
 def read_checkpoint(path: str | Path, expected: str) -> dict[str, Any]:
     """Read a checkpoint safely; errors name the file and the stage it should come from."""
     path = Path(path).expanduser()
@@ -32,12 +57,13 @@ def read_checkpoint(path: str | Path, expected: str) -> dict[str, Any]:
             "stage first or fix the path."
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - the unpickler raises many types
+        state = load_weights_only(path)
+    except UnsafeCheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a damaged file raises many types
         raise ValueError(
-            f"Checkpoint '{path}' cannot be loaded safely ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]}). Only plain tensor checkpoints are accepted; "
-            "files with pickled code are refused."
+            f"Checkpoint '{path}' cannot be read ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}). Give a complete revive checkpoint."
         ) from err
     if not isinstance(state, dict) or "state_dict" not in state or "hyper_parameters" not in state:
         raise ValueError(
@@ -53,8 +79,13 @@ def submodule_state(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[st
     return {k[cut:]: v for k, v in state_dict.items() if k.startswith(prefix + ".")}
 
 
-def load_vae(path: str | Path, expected: str) -> tuple[VAE, dict[str, Any]]:
+def load_vae(path: str | Path | None, expected: str) -> tuple[VAE, dict[str, Any]]:
     """Build and load the VAE of a stage-1 checkpoint (``vae1`` or ``vae2``); also its net args."""
+    if path is None:
+        raise ValueError(
+            f"model.{expected}_ckpt is not set: give the {STAGES[expected]} checkpoint, "
+            f"e.g. model.{expected}_ckpt=logs/train/runs/<run>/checkpoints/last.ckpt."
+        )
     state = read_checkpoint(path, expected)
     hp = state["hyper_parameters"]
     if "latent_gan" not in hp or "net" not in hp:

@@ -27,6 +27,7 @@ from revive.losses.gan import gradient_penalty, wgan_d_loss, wgan_g_loss
 from revive.losses.perceptual import VGGFeatureMSE
 from revive.losses.transferal import TransferalPerceptualLoss
 from revive.metrics.image import psnr_ssim
+from revive.models.memory_format import ChannelsLastBatches, to_channels_last
 from revive.nets.ttsr import TTSR, Discriminator, TTSROutput
 from revive.nets.vgg import find_vgg19_weights, missing_vgg19_message
 from revive.utils.images import gray_to_rgb, make_grid, to_unit
@@ -38,7 +39,7 @@ LOSS_SETS = ("rec", "all")
 SCALE = 4
 
 
-class TTSRModule(pl.LightningModule):
+class TTSRModule(ChannelsLastBatches, pl.LightningModule):
     """Train TTSR (``losses="all"``) or TTSR-rec (``losses="rec"``) with the official recipe.
 
     :param net: ``TTSR`` arguments: ``n_feats``, ``num_res_blocks``, ``res_scale`` and the ablation
@@ -55,6 +56,7 @@ class TTSRModule(pl.LightningModule):
     :param lr_decay_epochs, lr_gamma: the official StepLR of the generator optimizer: its learning
         rates are multiplied by ``lr_gamma`` every ``lr_decay_epochs`` epochs after the warm-up
         (official ``decay=999999``: constant).
+    :param channels_last: weights and batches in channels_last memory format.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class TTSRModule(pl.LightningModule):
         warmup_epochs: int = 0,
         lr_decay_epochs: int = 999999,
         lr_gamma: float = 0.5,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if losses not in LOSS_SETS:
@@ -107,6 +110,8 @@ class TTSRModule(pl.LightningModule):
         }
         self.grid_batch: dict[str, Tensor] | None = None
         self._previous_ref: tuple[Tensor, Tensor] | None = None
+        if channels_last:
+            to_channels_last(self)
 
     @staticmethod
     def _lte_weights(path: str | None, on_missing: str) -> str | None:
@@ -164,6 +169,9 @@ class TTSRModule(pl.LightningModule):
             opt_d.zero_grad()
             self.manual_backward(loss_d)
             opt_d.step()
+            # bf16-mixed: the whole step runs in one autocast region, whose cache would hand the
+            # next critic pass the bf16 copies of the weights before this update
+            torch.clear_autocast_cache()
         return {"train/loss_d": loss_d.detach(), "train/gp": gp.detach()}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

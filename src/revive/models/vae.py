@@ -20,6 +20,7 @@ from revive.losses.perceptual import VGGPerceptualLoss
 from revive.metrics.domain import mmd_rbf, patch_accuracy
 from revive.metrics.image import psnr, ssim
 from revive.models.base import GANModule, linear_decay_schedulers
+from revive.models.memory_format import ChannelsLastBatches, to_channels_last
 from revive.nets.discriminators import MultiscaleDiscriminator
 from revive.nets.vae import VAE
 from revive.utils.images import make_grid, to_unit
@@ -27,7 +28,7 @@ from revive.utils.images import make_grid, to_unit
 REAL, SYNTHETIC = 1, 0  # the official per-sample domain flag ("inst")
 
 
-class VAEModule(GANModule):
+class VAEModule(ChannelsLastBatches, GANModule):
     """Train VAE1 (``latent_gan=True``) or VAE2 with the official losses and schedule.
 
     :param net: ``VAE`` arguments (``ngf``, ``mc``, ``learned_variance``).
@@ -36,6 +37,7 @@ class VAEModule(GANModule):
     :param variational: False = plain autoencoder (no noise, no KL).
     :param weights: loss weights ``gan``, ``feat``, ``vgg``, ``kl``, ``latent_gan``, ``l1``.
     :param l1_if_no_vgg: pixel L1 weight used instead when the VGG term is disabled.
+    :param channels_last: weights and batches in channels_last memory format.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class VAEModule(GANModule):
         betas: tuple[float, float] = (0.5, 0.999),
         epochs_constant: int = 100,
         epochs_decay: int = 100,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -70,14 +73,21 @@ class VAEModule(GANModule):
         self.run_notes = {"vgg19": self.vgg.weights_source, "effective_weights": dict(self.w)}
         self.val_outputs: dict[str, list[Tensor]] = {}
         self.grid_batch: dict[str, Tensor] | None = None
+        if channels_last:
+            to_channels_last(self)
 
     # ---- losses -----------------------------------------------------------------------------
 
     def kl_term(self, mean: Tensor, logvar: Tensor | None) -> Tensor:
-        """The official reduced KL, the Gaussian KL with a learned variance, or 0 for an AE."""
+        """The official reduced KL, the Gaussian KL with a learned variance, or 0 for an AE.
+
+        In fp32 under bf16 autocast: a mean of squares over the whole latent.
+        """
         if not self.hparams.variational:
-            return mean.new_zeros(())
-        return reduced_kl(mean) if logvar is None else gaussian_kl(mean, logvar)
+            return mean.new_zeros((), dtype=torch.float32)
+        if logvar is None:
+            return reduced_kl(mean.float())
+        return gaussian_kl(mean.float(), logvar.float())
 
     def generator_losses(
         self, real: Tensor, domain: Tensor | None

@@ -161,13 +161,16 @@ class MergeTail(nn.Module):
         self.conv_tail1 = _conv3x3(n_feats, n_feats // 2)
         self.conv_tail2 = _conv1x1(n_feats // 2, 3)
 
-    def forward(self, branches: list[Tensor]) -> Tensor:
-        """Return the RGB image from the branches (coarse to fine).
+    def forward(self, branches: list[Tensor], base: Tensor | None = None) -> Tensor:
+        """Return the RGB image from the branches (coarse to fine), added to ``base`` if given.
 
         The list is emptied as the branches are used, so that at 4x each can be freed early.
         """
         x = F.relu(concat_conv(self.conv_merge, self._resampled(branches)), inplace=True)
-        return self.conv_tail2(self.conv_tail1(x)).clamp(-1.0, 1.0)
+        out = self.conv_tail2(self.conv_tail1(x))
+        if base is not None:
+            out = out + base
+        return out.clamp(-1.0, 1.0)
 
     def _resampled(self, branches: list[Tensor]) -> Iterator[Tensor]:
         """The 4x branch, then the coarser branches upsampled to 4x, one at a time."""
@@ -233,7 +236,13 @@ class TTSRNet(nn.Module):
         self.merge_tail = MergeTail(branches3, n_feats)
 
     def forward(
-        self, lr: Tensor, S: Tensor | None, t_lv3: Tensor, t_lv2: Tensor, t_lv1: Tensor
+        self,
+        lr: Tensor,
+        S: Tensor | None,
+        t_lv3: Tensor,
+        t_lv2: Tensor,
+        t_lv1: Tensor,
+        base: Tensor | None = None,
     ) -> Tensor:
         """Return the SR image (B, 3, 4h, 4w) in [-1, 1].
 
@@ -241,12 +250,14 @@ class TTSRNet(nn.Module):
         :param S: soft-attention map (B, 1, h, w), or None to add textures unweighted.
         :param t_lv3: transferred textures (B, 256, h, w); ``t_lv2`` (B, 128, 2h, 2w); ``t_lv1``
             (B, 64, 4h, 4w).
+        :param base: an image (B, 3, 4h, 4w) the output is added to (global residual), or None
+            (official: the tail's output is the image).
         """
         x = self.soft_attention[0](self.sfe(lr), t_lv3, S)
         branches = [self.stage1[0](x).add_(x)]  # [1x]
         branches = self._next_stage(1, branches, t_lv2, S, self.csfi2, self.stage2)  # [1x, 2x]
         branches = self._next_stage(2, branches, t_lv1, S, self.csfi3, self.stage3)  # [.., 4x]
-        return self.merge_tail(branches)
+        return self.merge_tail(branches, base)
 
     def _next_stage(
         self,
@@ -295,6 +306,9 @@ class TTSR(nn.Module):
     :param key_chunk: Ref positions per search tile (whole Ref rows, at least one row).
     :param coverage_correct: divide folded textures by the true patch coverage instead of the
         official constant 9 (which darkens a 1-lv3-pixel border band).
+    :param bicubic_residual: the backbone predicts the difference to the bicubic upsampling
+        ``lr_up`` (global residual learning, not in the paper: small models trained for minutes
+        beat bicubic with it; official ``False``). No parameters change: checkpoints convert.
     """
 
     def __init__(
@@ -311,8 +325,10 @@ class TTSR(nn.Module):
         query_chunk: int = 2048,
         key_chunk: int = 4096,
         coverage_correct: bool = False,
+        bicubic_residual: bool = False,
     ) -> None:
         super().__init__()
+        self.bicubic_residual = bicubic_residual
         self.use_hard_attention = use_hard_attention
         self.use_soft_attention = use_soft_attention
         self.lte = TextureExtractor(Path(vgg_weights) if vgg_weights else None, lte_trainable)
@@ -329,7 +345,8 @@ class TTSR(nn.Module):
         """
         _check_sizes(lr, lr_up, ref, ref_down_up)
         S, textures = self._transfer(lr, lr_up, ref, ref_down_up)
-        sr = self.net(lr, S if self.use_soft_attention else None, *textures)
+        base = lr_up if self.bicubic_residual else None
+        sr = self.net(lr, S if self.use_soft_attention else None, *textures, base=base)
         if not self.use_soft_attention:
             S = lr.new_ones(lr.shape[0], 1, *lr.shape[-2:])
         return TTSROutput(sr, S, *textures)

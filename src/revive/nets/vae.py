@@ -10,6 +10,12 @@ official ``encoder.N`` / ``decoder.N`` state_dict keys load unchanged:
 
 Although the option is called ``n_downsample_global 3``, the official encoder has only two
 stride-2 convolutions: the latent is at H/4 x W/4 (reference bopbtl.md §1b, §6.7).
+
+The first layer (conv, then InstanceNorm without affine, reflection padding) makes the encoder
+blind to a constant added to any colour channel and to a global contrast scale: the latent does
+not carry a photo's mean colour or contrast, and the decoder infers them from content. Trained
+for days on Pascal VOC it learns that prior; trained for minutes it does not, which caps the
+small presets' reconstruction PSNR (tests/nets/test_vae_nets.py shows the invariance).
 """
 
 from __future__ import annotations

@@ -27,18 +27,39 @@ log = logging.getLogger(__name__)
 def output_names(inputs: list[Path], root: Path) -> dict[Path, str]:
     """A unique, safe output stem per input: ``a.jpg`` -> ``a``, or ``a_jpg`` when ``a.png`` exists too.
 
-    Sub-folders are flattened with ``__`` so every output stays inside the output folder.
+    Sub-folders are flattened with ``__`` so every output stays inside the output folder. Names
+    that would still clash, also when compared without case (``sub/a.png`` and ``sub__a.png``;
+    ``a.png`` and ``a.PNG``), get ``_2``, ``_3``, ... in input order.
     """
 
     def stem(path: Path) -> str:
         rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
         return "__".join([*rel.parent.parts, rel.stem])
 
-    counts = Counter(stem(p) for p in inputs)
-    return {
-        p: stem(p) if counts[stem(p)] == 1 else f"{stem(p)}_{p.suffix.lstrip('.').lower()}"
+    counts = Counter(stem(p).lower() for p in inputs)
+    wanted = {
+        p: stem(p) if counts[stem(p).lower()] == 1 else f"{stem(p)}_{p.suffix.lstrip('.').lower()}"
         for p in inputs
     }
+    taken = Counter(name.lower() for name in wanted.values())
+    names: dict[Path, str] = {}
+    used: set[str] = set()
+    for path, name in wanted.items():
+        unique, n = name, 1
+        while unique.lower() in used or (unique != name and taken[unique.lower()]):
+            n += 1
+            unique = f"{name}_{n}"
+        used.add(unique.lower())
+        names[path] = unique
+    return names
+
+
+def inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refused when ``name`` would lead outside ``folder``."""
+    path = folder / name
+    if path.resolve().parent != folder.resolve():
+        raise ValueError(f"Output name '{name}' would leave the output folder '{folder}'.")
+    return path
 
 
 def write_image_atomic(image: np.ndarray, path: Path) -> None:
@@ -51,7 +72,7 @@ def write_image_atomic(image: np.ndarray, path: Path) -> None:
 
 @dataclass
 class BatchReport:
-    """What a folder run did: done, skipped (with reasons) and already present outputs."""
+    """What a folder run did: done, skipped (input path -> reason) and already present outputs."""
 
     done: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
@@ -78,12 +99,14 @@ def process_folder(
     *,
     max_pixels: int,
     main_output: str,
+    min_side: int = 1,
     progress: bool = True,
 ) -> tuple[BatchReport, dict[Path, str]]:
     """Run ``work(image, stem) -> {suffix: uint8 image}`` on every photo of ``input_dir``.
 
     Outputs go to ``output_dir/<suffix>/<stem>.png``; an input whose ``main_output`` file exists
-    is not redone. Returns the report and the stem of each input.
+    is not redone. Photos with a side below ``min_side`` are skipped. Returns the report and
+    the stem of each input.
     """
     if not input_dir.is_dir():
         raise FileNotFoundError(f"input='{input_dir}' is not a folder of images.")
@@ -93,24 +116,29 @@ def process_folder(
     from rich.progress import track
 
     for path in track(inputs, description="images", disable=not progress):
-        stem = names[path]
-        if (output_dir / main_output / f"{stem}.png").is_file():
+        stem, relative = names[path], path.relative_to(input_dir).as_posix()
+        if inside(output_dir / main_output, f"{stem}.png").is_file():
             report.resumed.append(stem)
             continue
         try:
             image = read_image(path, max_pixels=max_pixels)
+            if min(image.shape[:2]) < min_side:
+                h, w = image.shape[:2]
+                raise ImageReadError(
+                    path, f"is {w}x{h}, below the {min_side}x{min_side} minimum; upscale it first"
+                )
             outputs = work(image, stem)
         except ImageReadError as err:
-            report.skipped[path.name] = err.reason
+            report.skipped[relative] = err.reason
             log.warning("Skipped %s: %s", path, err.reason)
             continue
         except (RuntimeError, ValueError, MemoryError) as err:
-            report.skipped[path.name] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
-            log.warning("Skipped %s: %s", path, report.skipped[path.name])
+            report.skipped[relative] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+            log.warning("Skipped %s: %s", path, report.skipped[relative])
             continue
         # the main output is written last: its presence marks the photo as finished
         for suffix in sorted(outputs, key=lambda s: s == main_output):
-            write_image_atomic(outputs[suffix], output_dir / suffix / f"{stem}.png")
+            write_image_atomic(outputs[suffix], inside(output_dir / suffix, f"{stem}.png"))
         report.done.append(stem)
     report.write(output_dir)
     return report, names

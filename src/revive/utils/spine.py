@@ -7,6 +7,7 @@ import functools
 import io
 import logging
 import os
+import re
 import socket
 import warnings
 from collections.abc import Callable
@@ -71,7 +72,31 @@ def wandb_logger(offline: bool | None = None, **kwargs: Any) -> WandbLogger:
     if offline is None:
         offline = wandb_should_be_offline()
     log.info("W&B logging %s", "offline (sync later with `wandb sync`)" if offline else "online")
+    if offline:
+        # Lightning says offline through WANDB_MODE, which wandb ignores once its settings exist
+        # (reading wandb.api above creates them): without an explicit mode it asks for a login
+        kwargs.setdefault("mode", "offline")
     return WandbLogger(offline=offline, **kwargs)
+
+
+WANDB_RUN_DIR = re.compile(r"(?:offline-)?run-(\d{8}_\d{6})-(\w+)")
+
+
+def continue_wandb_run(cfg: DictConfig) -> None:
+    """Give the W&B logger the id of the newest run in its save dir, so a resume continues it."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    # an experiment's W&B group alone (logger=csv) leaves a wandb node without a logger
+    if not wandb_cfg or "_target_" not in wandb_cfg or wandb_cfg.get("id"):
+        return
+    runs = [
+        m.groups()
+        for p in Path(wandb_cfg.save_dir, "wandb").glob("*run-*")
+        if (m := WANDB_RUN_DIR.fullmatch(p.name))
+    ]
+    if not runs:
+        return
+    wandb_cfg.id = max(runs)[1]  # the newest timestamp
+    log.info("Continuing the W&B run %s", wandb_cfg.id)
 
 
 class ResumableCSVLogger(CSVLogger):
@@ -182,6 +207,15 @@ def log_hyperparameters(cfg: DictConfig, model: pl.LightningModule, loggers: lis
         params["notes"] = dict(notes)
     for logger in loggers:
         logger.log_hyperparams(params)
+
+
+@rank_zero_only
+def log_final_metrics(metrics: dict[str, float], loggers: list[Logger]) -> None:
+    """Log the run's final metrics as a table (W&B ``final/metrics``: one row per metric)."""
+    rows = [[name, float(value)] for name, value in sorted(metrics.items())]
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and rows:
+            logger.log_table("final/metrics", columns=["metric", "value"], data=rows)
 
 
 def get_metric_value(metrics: dict[str, Any], name: str | None) -> float | None:

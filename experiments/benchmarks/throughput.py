@@ -1,0 +1,673 @@
+"""Training and inference throughput of every model: fp32 contiguous vs bf16 autocast + channels_last.
+
+For each model (scratch detector, VAE1, VAE2, quality and scratch mapping, TTSR) at the paper
+widths, one child process measures, for the baseline (fp32, contiguous: how the official code
+runs) and the fastest setting (bf16 autocast with the model's ``channels_last`` default):
+
+- a training step through a Lightning Trainer (``precision=32-true`` / ``bf16-mixed``) at the
+  paper's crop size: images/s (best of the timed steps after one warm-up step);
+- one inference forward at 512 px (TTSR: LR 128 / Ref 512): seconds per image;
+- GFLOP per step / forward (``torch.utils.flop_counter``, counted during the warm-up) and the
+  achieved GFLOP/s as a fraction of this machine's peak for that dtype, measured at the start
+  (the faster of a large matmul and a channels_last 3x3 conv);
+- how far the fastest setting's output drifts from fp32 (PSNR on the uint8 image);
+- below half the bf16 peak: a torch.profiler run of the fastest setting naming the ops and the
+  layers that hold it back.
+
+    python experiments/benchmarks/throughput.py           # all models, about 8 min on 2 idle cores
+    python experiments/benchmarks/throughput.py --quick   # tiny widths: checks the script (1-2 min)
+    python experiments/benchmarks/throughput.py --models ttsr --settings fp32 fp32_cl bf16 bf16_cl
+    python experiments/benchmarks/throughput.py --curves  # 200-step loss curves (see --help)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TARGET_SPEEDUP = 3.0
+TARGET_PSNR = 40.0
+TARGET_PEAK_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A precision / memory-format combination."""
+
+    name: str
+    bf16: bool
+    channels_last: bool
+
+    @property
+    def dtype(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+    @property
+    def trainer_precision(self) -> str:
+        return "bf16-mixed" if self.bf16 else "32-true"
+
+
+SETTINGS = {
+    "fp32": Setting("fp32", bf16=False, channels_last=False),
+    "fp32_cl": Setting("fp32_cl", bf16=False, channels_last=True),
+    "bf16": Setting("bf16", bf16=True, channels_last=False),
+    "bf16_cl": Setting("bf16_cl", bf16=True, channels_last=True),
+}
+
+
+def resolve_setting(name: str, default_channels_last: bool) -> Setting:
+    """``fast`` is bf16 with the model's configured ``channels_last``; other names are literal."""
+    if name == "fast":
+        return SETTINGS["bf16_cl" if default_channels_last else "bf16"]
+    return SETTINGS[name]
+
+
+# ---- peaks ----------------------------------------------------------------------------------
+
+
+def _best_rate(run, flop: float, min_seconds: float) -> float:
+    """GFLOP/s of the fastest call of ``run`` after one warm-up, over about ``min_seconds``."""
+    run()
+    best, spent = float("inf"), 0.0
+    while spent < min_seconds:
+        t0 = time.perf_counter()
+        run()
+        elapsed = time.perf_counter() - t0
+        best, spent = min(best, elapsed), spent + elapsed
+    return flop / best / 1e9
+
+
+def measure_peaks(threads: int, quick: bool) -> dict[str, float]:
+    """Matmul and channels_last 3x3 conv GFLOP/s in fp32 and bf16; ``fp32`` / ``bf16`` = the max."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    n, (b, c, s) = (256, (1, 32, 16)) if quick else (2048, (4, 256, 64))
+    seconds = 0.2 if quick else 1.5
+    peaks = {}
+    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        a, w = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        peaks[f"{name}_matmul"] = _best_rate(partial(torch.mm, a, w), 2 * n**3, seconds)
+        x = torch.randn(b, c, s, s, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        k = torch.randn(c, c, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        flop = 2 * b * c * c * 9 * s * s
+        conv = partial(F.conv2d, x, k, padding=1)
+        peaks[f"{name}_conv3x3_cl"] = _best_rate(conv, flop, seconds)
+        peaks[name] = max(peaks[f"{name}_matmul"], peaks[f"{name}_conv3x3_cl"])
+    x, k = x.float().contiguous(), k.float().contiguous()
+    peaks["fp32_conv3x3"] = _best_rate(lambda: F.conv2d(x, k, padding=1), flop, seconds)
+    return peaks
+
+
+# ---- one model (child process) ----------------------------------------------------------------
+
+
+def _cpu_attention_formulas() -> dict:
+    """FLOP formulas of the CPU flash-attention kernels, which torch's table does not list."""
+    import torch
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_backward_flop_count(grad_out, query, key, value)
+
+    aten = torch.ops.aten
+    return {
+        aten._scaled_dot_product_flash_attention_for_cpu: forward,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: backward,
+    }
+
+
+def flop_counter():
+    """A dispatch mode summing FLOPs with ``torch.utils.flop_counter``'s formulas.
+
+    Not FlopCounterMode itself: its module tracker refuses the gradient penalty's
+    ``autograd.grad``. Per-layer counts come from ``layer_stats`` reading ``total`` instead.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry, shape_wrapper
+
+    formulas = {**flop_registry}
+    formulas.update({k: shape_wrapper(v) for k, v in _cpu_attention_formulas().items()})
+
+    class TotalFlops(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = formulas.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+        def get_total_flops(self) -> int:
+            return self.total
+
+    return TotalFlops()
+
+
+def autocast(setting: Setting):
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=setting.bf16)
+
+
+def as_format(inputs: dict, channels_last: bool) -> dict:
+    from revive.models.memory_format import channels_last_batch
+
+    return channels_last_batch(inputs) if channels_last else inputs
+
+
+def time_inference(model, forward, inputs: dict, setting: Setting, opts) -> dict:
+    """Seconds per forward (best after a FLOP-counted warm-up), GFLOP, the output in fp32."""
+    import torch
+
+    model.eval()
+    inputs = as_format(inputs, setting.channels_last)
+    with torch.no_grad(), autocast(setting):
+        counter = flop_counter()
+        t0 = time.perf_counter()
+        with counter:
+            out = forward(model, inputs)
+        first = time.perf_counter() - t0
+        times: list[float] = []
+        while len(times) < opts.repeats and sum(times) < opts.min_seconds:
+            t0 = time.perf_counter()
+            forward(model, inputs)
+            times.append(time.perf_counter() - t0)
+    return {
+        "seconds": min(times),
+        "first_call_seconds": first,
+        "gflop": counter.get_total_flops() / 1e9,
+        "output": out.float(),
+    }
+
+
+def make_step_timer(opts, profile_below: float):
+    """A Lightning callback: FLOPs on the first batch, then timed batches, then (if the achieved
+    GFLOP/s is below ``profile_below``) one batch under torch.profiler."""
+    import pytorch_lightning as pl
+
+    class StepTimer(pl.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.gflop = 0.0
+            self.profiler = None
+            self._context = nullcontext()
+
+        @property
+        def timed_enough(self) -> bool:
+            return bool(self.times) and (
+                len(self.times) >= opts.repeats or sum(self.times) >= opts.min_seconds
+            )
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            self._context = nullcontext()
+            if batch_idx == 0:
+                self._context = flop_counter()
+            elif self.timed_enough:
+                self._context = self.profiler = torch_profiler()
+            self._context.__enter__()
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            elapsed = time.perf_counter() - self.t0
+            self._context.__exit__(None, None, None)
+            if batch_idx == 0:
+                self.gflop = self._context.get_total_flops() / 1e9
+            elif self._context is not self.profiler:
+                self.times.append(elapsed)
+            slow = self.times and self.gflop / min(self.times) < profile_below
+            if self.profiler is not None or (self.timed_enough and not slow):
+                trainer.should_stop = True
+
+    return StepTimer()
+
+
+def torch_profiler():
+    import torch
+
+    return torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True
+    )
+
+
+def time_training(
+    model, samples: list, batch: int, setting: Setting, opts, profile_below: float = 0.0
+) -> dict:
+    """Images/s of the training step (best timed step after one FLOP-counted warm-up); profiled
+    once more when the achieved GFLOP/s is below ``profile_below``."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    timer = make_step_timer(opts, profile_below)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, precision=setting.trainer_precision, max_epochs=1,
+        limit_train_batches=opts.repeats + 2, limit_val_batches=0, num_sanity_val_steps=0,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[timer],
+    )  # fmt: skip
+    loader = DataLoader(samples * (opts.repeats + 2), batch_size=batch)
+    trainer.fit(model, loader)
+    timed = timer.times
+    seconds = min(timed)
+    result = {
+        "seconds": seconds,
+        "steps_timed": len(timed),
+        "images_per_s": batch / seconds,
+        "gflop": timer.gflop,
+        "losses": {k: float(v) for k, v in trainer.callback_metrics.items()},
+    }
+    if timer.profiler is not None:
+        result["top_ops"] = top_ops(timer.profiler)
+    return result
+
+
+def top_ops(prof, limit: int = 8) -> list[dict]:
+    """The ops with the most self CPU time (grouped by input shapes) of a profiled run."""
+    events = prof.key_averages(group_by_input_shape=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:limit]
+    return [
+        {
+            "op": e.key,
+            "shapes": str(e.input_shapes)[:160],
+            "self_ms": e.self_cpu_time_total / 1e3,
+            "share": e.self_cpu_time_total / total,
+            "calls": e.count,
+        }
+        for e in rows
+    ]
+
+
+def layer_stats(model, run) -> dict[str, list[float]]:
+    """Exclusive forward [seconds, FLOPs] of every module (children excluded) during ``run``."""
+    counter = flop_counter()
+    names = {m: n or type(model).__name__ for n, m in model.named_modules()}
+    stack: list[list] = []
+    stats: dict[str, list[float]] = {}
+
+    def enter(module, args) -> None:
+        stack.append([time.perf_counter(), counter.total, 0.0, 0])
+
+    def leave(module, args, output) -> None:
+        t0, f0, child_seconds, child_flops = stack.pop()
+        seconds, flops = time.perf_counter() - t0, counter.total - f0
+        entry = stats.setdefault(names[module], [0.0, 0])
+        entry[0] += seconds - child_seconds
+        entry[1] += flops - child_flops
+        if stack:
+            stack[-1][2] += seconds
+            stack[-1][3] += flops
+
+    handles = [m.register_forward_pre_hook(enter) for m in names]
+    handles += [m.register_forward_hook(leave) for m in names]
+    try:
+        with counter:
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return stats
+
+
+def profile_inference(model, forward, inputs: dict, setting: Setting, peak: float) -> dict:
+    """torch.profiler's top ops and the layers losing the most time against ``peak`` (GFLOP/s):
+    lost = exclusive time - exclusive FLOPs / peak."""
+    import torch
+
+    inputs = as_format(inputs, setting.channels_last)
+    with torch.no_grad(), autocast(setting), torch_profiler() as prof:
+        stats = layer_stats(model, lambda: forward(model, inputs))
+    types = {n or type(model).__name__: type(m).__name__ for n, m in model.named_modules()}
+    layers = [
+        {"layer": name, "type": types[name], "ms": 1e3 * seconds, "gflop": flops / 1e9,
+         "gflops": flops / 1e9 / seconds if seconds else 0.0,
+         "lost_ms": 1e3 * (seconds - flops / 1e9 / peak)}
+        for name, (seconds, flops) in stats.items()
+    ]  # fmt: skip
+    layers.sort(key=lambda r: r["lost_ms"], reverse=True)
+    return {"top_ops": top_ops(prof), "top_layers": layers[:6]}
+
+
+def psnr_uint8(a, b) -> float:
+    """PSNR (dB) between two [-1, 1] images after the pipelines' uint8 rounding."""
+    import math
+
+    def to_uint8(x):
+        return ((x.clamp(-1, 1) + 1) * 127.5).round()
+
+    mse = (to_uint8(a) - to_uint8(b)).pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def compare_outputs(name: str, out, reference) -> dict:
+    """How far an output drifts from the fp32 one: PSNR, or mask agreement for the detector."""
+    if name == "scratch":
+        agree = ((out.sigmoid() >= 0.4) == (reference.sigmoid() >= 0.4)).float().mean().item()
+        return {"mask_agreement": agree}
+    return {"psnr_vs_fp32": psnr_uint8(out, reference)}
+
+
+def worker(name: str, settings: list[str], opts) -> dict:
+    """Measure one model in every setting; the first setting is the reference for the outputs."""
+    import throughput_setup as setup
+    import torch
+    from hydra.utils import instantiate
+
+    torch.set_num_threads(opts.threads)
+    spec = setup.SPECS[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = setup.benchmark_config(name, opts.quick, Path(tmp), opts.crop)
+        crop = int(cfg.data.crop_size)
+        batch = 2 if opts.quick else (opts.batch or spec.batch)
+        samples = setup.training_samples(name, crop, batch)
+        infer_size = 64 if opts.quick else opts.infer_size
+        inputs = setup.inference_inputs(name, infer_size)
+        forward = setup.inference_forward(name)
+        default_cl = bool(cfg.model.channels_last)
+        rows, reference = [], None
+        for key in settings:
+            setting = resolve_setting(key, default_cl)
+            torch.manual_seed(0)
+            model = instantiate(cfg.model, channels_last=setting.channels_last)
+            if name in opts.weights:
+                setup.load_trained(model, name, opts.weights[name])
+            infer = time_inference(model, forward, inputs, setting, opts)
+            # the fastest setting is profiled where it reaches less than half the bf16 peak
+            threshold = TARGET_PEAK_FRACTION * opts.peak_bf16 if setting.bf16 else 0.0
+            profile = None
+            if infer["gflop"] / infer["seconds"] < threshold:
+                # at half the size: the same layers at a quarter of the cost
+                half = setup.inference_inputs(name, infer_size // 2)
+                profile = profile_inference(model, forward, half, setting, opts.peak_bf16)
+            out = infer.pop("output")
+            reference = out if reference is None else reference
+            infer.update(compare_outputs(name, out, reference))
+            train = time_training(model, samples, batch, setting, opts, threshold)
+            rows.append({"setting": key, "resolved": setting.name, "dtype": setting.dtype,
+                         "train": train, "infer": infer, "profile": profile})  # fmt: skip
+            del model
+    return {"model": name, "preset": spec.paper, "crop": crop, "batch": batch,
+            "paper_batch": spec.paper_batch, "infer_size": infer_size,
+            "channels_last_default": default_cl, "rows": rows}  # fmt: skip
+
+
+def run_model(name: str, args, peaks: dict) -> dict:
+    """Run ``worker`` for one model in a child process (fresh allocator, a crash stays local)."""
+    cmd = [sys.executable, __file__, "--worker", name, "--settings", *args.settings]
+    cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+    cmd += ["--min-seconds", str(args.min_seconds), "--infer-size", str(args.infer_size)]
+    cmd += ["--peak-bf16", str(peaks.get("bf16", 0.0))]
+    cmd += ["--batch", str(args.batch), "--crop", str(args.crop)]
+    cmd += ["--quick"] if args.quick else []
+    cmd += ["--weights", *(f"{k}={v}" for k, v in args.weights.items())] if args.weights else []
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"model": name, "status": f"timeout after {args.timeout:.0f} s"}
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        return {"model": name, "status": "failed", "error": (lines or ["?"])[-1][:300]}
+    result = json.loads(proc.stdout.splitlines()[-1])
+    return {**result, "status": "ok", "wall_seconds": time.perf_counter() - t0}
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+
+def add_rates(result: dict, peaks: dict) -> None:
+    """GFLOP/s and the fraction of the same-dtype peak for every measured row."""
+    for row in result.get("rows", []):
+        for phase in ("train", "infer"):
+            r = row[phase]
+            r["gflops"] = r["gflop"] / r["seconds"]
+            r["peak_fraction"] = r["gflops"] / peaks[row["dtype"]]
+
+
+def summary(result: dict) -> dict | None:
+    """Baseline (first setting) against the fastest training setting of one model."""
+    rows = result.get("rows", [])
+    if len(rows) < 2:
+        return None
+    base = rows[0]
+    fast = max(rows[1:], key=lambda r: r["train"]["images_per_s"])
+    return {
+        "model": result["model"],
+        "fastest": fast["resolved"],
+        "train_speedup": fast["train"]["images_per_s"] / base["train"]["images_per_s"],
+        "infer_speedup": base["infer"]["seconds"] / fast["infer"]["seconds"],
+        "train_peak_fraction": fast["train"]["peak_fraction"],
+        "infer_peak_fraction": fast["infer"]["peak_fraction"],
+        "output_drift": {k: v for k, v in fast["infer"].items() if k in ("psnr_vs_fp32", "mask_agreement")},
+        "bottleneck": (fast["profile"] or {}).get("top_layers", [None])[0],
+    }  # fmt: skip
+
+
+def markdown(results: list[dict], meta: dict) -> str:
+    """The measurements as Markdown: conditions, peaks, one row per model and setting, summary."""
+    p = meta["peaks"]
+    lines = [
+        f"# Throughput: one training step and one {meta['infer_size']} px forward per model (CPU)",
+        "",
+        f"{meta['mode']}; torch {meta['torch']}, {meta['cpu']}, {meta['threads']} threads, load "
+        f"average at start {meta['loadavg']}. Paper widths, random weights "
+        f"{meta['weights']}(VGG19: {meta['vgg19']}). Training: best of the timed steps after one warm-up, through a "
+        "Lightning Trainer with `precision=32-true` or `bf16-mixed`. Inference: batch 1, no_grad, "
+        "best of the timed forwards. GFLOP from `torch.utils.flop_counter` (forward + backward for "
+        "training); % peak = achieved GFLOP/s over the faster of matmul and channels_last 3x3 conv "
+        "of the same dtype, measured in this run.",
+        "",
+        "| peak GFLOP/s | matmul | conv3x3 channels_last | conv3x3 contiguous |",
+        "|---|---:|---:|---:|",
+        f"| fp32 | {p['fp32_matmul']:.0f} | {p['fp32_conv3x3_cl']:.0f} | {p['fp32_conv3x3']:.0f} |",
+        f"| bf16 | {p['bf16_matmul']:.0f} | {p['bf16_conv3x3_cl']:.0f} | – |",
+        "",
+        "| model | train batch x crop | setting | train img/s | train GFLOP | train GFLOP/s | "
+        "% peak | forward s | forward GFLOP | forward GFLOP/s | % peak | output vs fp32 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for res in results:
+        if res["status"] != "ok":
+            lines.append(f"| {res['model']} | – | – | {res['status']}: {res.get('error', '')} |")
+            continue
+        size = f"{res['batch']} x {res['crop']}" + (
+            f" (paper {res['paper_batch']})" if res["batch"] != res["paper_batch"] else ""
+        )
+        for row in res["rows"]:
+            t, i = row["train"], row["infer"]
+            lines.append(
+                f"| {res['model']} | {size} | {row['resolved']} | {t['images_per_s']:.2f} | "
+                f"{t['gflop']:.0f} | {t['gflops']:.0f} | {100 * t['peak_fraction']:.0f} % | "
+                f"{i['seconds']:.2f} | {i['gflop']:.0f} | {i['gflops']:.0f} | "
+                f"{100 * i['peak_fraction']:.0f} % | {_drift(i)} |"
+            )
+    lines += summary_lines(results) + bottleneck_lines(results)
+    return "\n".join(lines) + "\n"
+
+
+def _drift(measure: dict) -> str:
+    if "psnr_vs_fp32" in measure:
+        return f"{measure['psnr_vs_fp32']:.1f} dB"
+    return f"mask {100 * measure['mask_agreement']:.2f} % equal"
+
+
+def summary_lines(results: list[dict]) -> list[str]:
+    lines = [
+        "",
+        f"Per model, baseline (fp32 contiguous) against the fastest setting. Targets: training "
+        f"speed-up >= {TARGET_SPEEDUP:g}x, >= {100 * TARGET_PEAK_FRACTION:.0f} % of the bf16 peak "
+        f"for the conv-heavy models, restore (mapping) and SR (TTSR) output >= {TARGET_PSNR:g} dB "
+        "against fp32.",
+        "",
+        "| model | fastest | train speed-up | train % bf16 peak | forward speed-up | "
+        "forward % bf16 peak | output vs fp32 |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for res in results:
+        s = summary(res) if res["status"] == "ok" else None
+        if s is None:
+            continue
+        lines.append(
+            f"| {s['model']} | {s['fastest']} | {s['train_speedup']:.2f}x | "
+            f"{100 * s['train_peak_fraction']:.0f} % | {s['infer_speedup']:.2f}x | "
+            f"{100 * s['infer_peak_fraction']:.0f} % | {_drift(s['output_drift'])} |"
+        )
+    return lines
+
+
+def bottleneck_lines(results: list[dict]) -> list[str]:
+    lines = ["", "## Where the fastest setting falls short of half the bf16 peak", ""]
+    for res in results:
+        for row in res.get("rows", []):
+            prof = row.get("profile")
+            if not prof:
+                continue
+            worst = prof["top_layers"][0]
+            lines += [
+                f"**{res['model']}** ({row['resolved']}): the layer losing the most time in a "
+                f"{res['infer_size'] // 2} px forward is `{worst['layer']}` ({worst['type']}, {worst['ms']:.0f} ms for "
+                f"{worst['gflop']:.1f} GFLOP = {worst['gflops']:.0f} GFLOP/s).",
+                "",
+                "| layer | type | ms | GFLOP | GFLOP/s | ms lost vs peak |",
+                "|---|---|---:|---:|---:|---:|",
+                *(
+                    f"| `{r['layer']}` | {r['type']} | {r['ms']:.0f} | {r['gflop']:.2f} | "
+                    f"{r['gflops']:.0f} | {r['lost_ms']:.0f} |"
+                    for r in prof["top_layers"]
+                ),
+                "",
+                "Top ops by self CPU time, training step:",
+                "",
+                "| op | input shapes | self ms | share |",
+                "|---|---|---:|---:|",
+                *(
+                    f"| `{o['op']}` | `{o['shapes']}` | {o['self_ms']:.0f} | {100 * o['share']:.0f} % |"
+                    for o in row["train"].get("top_ops", [])
+                ),
+                "",
+            ]
+    return lines
+
+
+def print_bottlenecks(result: dict) -> None:
+    for row in result.get("rows", []):
+        prof = row.get("profile")
+        if prof:
+            worst = prof["top_layers"][0]
+            print(f"  {result['model']} {row['resolved']}: held back by {worst['layer']} "
+                  f"({worst['type']}, {worst['gflops']:.0f} GFLOP/s, {worst['lost_ms']:.0f} ms lost)")  # fmt: skip
+            for op in row["train"].get("top_ops", [])[:5]:
+                print(f"    {op['op']:<40} {op['self_ms']:8.0f} ms  {op['shapes'][:70]}")
+
+
+def _cpu_model() -> str:
+    match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+    return match[1] if match else "unknown CPU"
+
+
+def parse_args() -> argparse.Namespace:
+    import throughput_setup as setup
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(setup.MODELS), choices=setup.MODELS)
+    parser.add_argument("--settings", nargs="+", default=["fp32", "fast"],
+                        help="fp32 (baseline, first), fp32_cl, bf16, bf16_cl, fast")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="tiny widths and crops: a check")
+    parser.add_argument("--batch", type=int, default=0, help="training batch for every model")
+    parser.add_argument("--crop", type=int, default=0, help="training crop for every model")
+    parser.add_argument("--infer-size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3, help="most timed steps / forwards")
+    parser.add_argument("--min-seconds", type=float, default=2.0, help="stop timing after this")
+    parser.add_argument(
+        "--weights", nargs="+", default=[], metavar="MODEL=PATH",
+        help="trained weights for a model's inference network (e.g. ttsr=TTSR.pt "
+        "mapping_quality=ckpts/mapping_quality.ckpt): the output drift then reflects real use",
+    )  # fmt: skip
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--out", type=Path, default=HERE / "throughput")
+    parser.add_argument("--table-only", action="store_true", help="rewrite the .md from the .json")
+    parser.add_argument("--curves", action="store_true", help="200-step loss curves instead")
+    parser.add_argument("--steps", type=int, default=200, help="--curves: training steps")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--peak-bf16", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.weights = dict(item.split("=", 1) for item in args.weights)
+    unknown = set(args.weights) - set(setup.MODELS)
+    if unknown:
+        parser.error(f"--weights: unknown models {sorted(unknown)}; use {list(setup.MODELS)}.")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.settings, args)))
+        return
+    if args.curves:
+        import throughput_curves
+
+        throughput_curves.run(args)
+        return
+    out = args.out.with_name(args.out.name + "_quick") if args.quick else args.out
+    if args.table_only:
+        saved = json.loads(out.with_suffix(".json").read_text())
+        out.with_suffix(".md").write_text(markdown(saved["results"], saved["meta"]))
+        return
+    if args.settings[0] != "fp32":
+        sys.exit("--settings: the first setting is the baseline and must be fp32.")
+    run_benchmark(args, out)
+
+
+def run_benchmark(args, out: Path) -> None:
+    import torch
+
+    from revive.nets.vgg import find_vgg19_weights
+
+    t0 = time.perf_counter()
+    meta = {
+        "mode": "QUICK CHECK (tiny widths, not a measurement)" if args.quick else "Paper widths",
+        "torch": torch.__version__, "threads": args.threads, "cpu": _cpu_model(),
+        "loadavg": Path("/proc/loadavg").read_text().split()[0],
+        "vgg19": "torchvision weights" if find_vgg19_weights() else "random init, same FLOPs",
+        "infer_size": 64 if args.quick else args.infer_size,
+        "weights": "".join(f"except {k} ({v}) " for k, v in args.weights.items()),
+    }  # fmt: skip
+    print("Measuring the peaks ...", flush=True)
+    meta["peaks"] = peaks = measure_peaks(args.threads, args.quick)
+    print("  " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + " GFLOP/s", flush=True)
+    results = []
+    for name in args.models:
+        print(f"Running {name} ...", flush=True)
+        result = run_model(name, args, peaks)
+        add_rates(result, peaks)
+        s = summary(result) if result["status"] == "ok" else None
+        print(f"  {result['status']} " + (json.dumps(s, default=str)[:400] if s else result.get("error", "")), flush=True)  # fmt: skip
+        print_bottlenecks(result)
+        results.append(result)
+    meta["wall_seconds"] = time.perf_counter() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    out.with_suffix(".md").write_text(markdown(results, meta))
+    print(markdown(results, meta))
+    print(f"Wrote {out.with_suffix('.json')} and .md in {meta['wall_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
