@@ -14,7 +14,7 @@ runs) and the fastest setting (bf16 autocast with the model's ``channels_last`` 
 - below half the bf16 peak: a torch.profiler run of the fastest setting naming the ops and the
   layers that hold it back.
 
-    python experiments/benchmarks/throughput.py           # all models, about 8 min on 2 idle cores
+    python experiments/benchmarks/throughput.py           # all models, ~9 min on 2 idle cores (estimate)
     python experiments/benchmarks/throughput.py --quick   # tiny widths: checks the script (1-2 min)
     python experiments/benchmarks/throughput.py --models ttsr --settings fp32 fp32_cl bf16 bf16_cl
     python experiments/benchmarks/throughput.py --curves  # 200-step loss curves (see --help)
@@ -396,8 +396,10 @@ def worker(name: str, settings: list[str], opts) -> dict:
                 half = setup.inference_inputs(name, infer_size // 2)
                 profile = profile_inference(model, forward, half, setting, opts.peak_bf16)
             out = infer.pop("output")
-            reference = out if reference is None else reference
-            infer.update(compare_outputs(name, out, reference))
+            if reference is None:
+                reference = out  # the baseline's output: what the others drift from
+            else:
+                infer.update(compare_outputs(name, out, reference))
             train = time_training(model, samples, batch, setting, opts, threshold)
             rows.append({"setting": key, "resolved": setting.name, "dtype": setting.dtype,
                          "train": train, "infer": infer, "profile": profile})  # fmt: skip
@@ -504,7 +506,9 @@ def markdown(results: list[dict], meta: dict) -> str:
 def _drift(measure: dict) -> str:
     if "psnr_vs_fp32" in measure:
         return f"{measure['psnr_vs_fp32']:.1f} dB"
-    return f"mask {100 * measure['mask_agreement']:.2f} % equal"
+    if "mask_agreement" in measure:
+        return f"mask {100 * measure['mask_agreement']:.2f} % equal"
+    return "reference"
 
 
 def summary_lines(results: list[dict]) -> list[str]:

@@ -68,10 +68,14 @@ def train_curve(cfg: DictConfig, setting_key: str, seed: int, steps: int) -> tup
 
 
 def compare(runs: list[dict], tail: int) -> dict:
-    """Mean loss of the last ``tail`` steps per run; the fast run's gap to fp32 seed 0 against
-    the gap between the two fp32 seeds (the noise)."""
-    final = [float(np.mean(r["losses"][-tail:])) for r in runs]
-    noise, drift = abs(final[1] - final[0]), abs(final[2] - final[0])
+    """Mean loss of the last ``tail`` steps per run; the fast run's gap to fp32 seed 0 against the
+    noise: the gap between the two fp32 seeds, or twice the standard error of a difference of two
+    tail means if larger (one pair of seeds can land close by chance)."""
+    tails = [np.asarray(r["losses"][-tail:]) for r in runs]
+    final = [float(t.mean()) for t in tails]
+    stderr = float(np.sqrt((tails[0].var() + tails[1].var()) / len(tails[0])))
+    noise = max(abs(final[1] - final[0]), 2 * stderr)
+    drift = abs(final[2] - final[0])
     return {"final": final, "noise": noise, "drift": drift, "within_noise": drift <= noise}
 
 
@@ -107,9 +111,10 @@ def markdown(curves: dict[str, dict], meta: dict) -> str:
     lines = [
         f"# Loss curves: {meta['steps']} steps, fp32 vs the fastest setting",
         "",
-        f"{meta['mode']}; small presets on the embedded photos, {meta['threads']} threads, "
+        f"{meta['mode']} on the embedded photos, {meta['threads']} threads, "
         f"{meta['wall_seconds'] / 60:.1f} min. Final = mean train/loss of the last {meta['tail']} "
-        "steps; noise = |fp32 seed 1 - fp32 seed 0|; drift = |fast seed 0 - fp32 seed 0|.",
+        "steps; noise = |fp32 seed 1 - fp32 seed 0|, at least twice the standard error of a "
+        "difference of two such means; drift = |fast seed 0 - fp32 seed 0|.",
         "",
         "| model | fast setting | fp32 seed 0 | fp32 seed 1 | fast seed 0 | noise | drift | "
         "within noise | s per run (fp32 / fast) |",

@@ -98,7 +98,20 @@ def fit_one_step(model: pl.LightningModule, items: list, precision: str) -> pl.T
 def test_one_bf16_mixed_step_is_finite_and_steps_every_optimizer(name, stages) -> None:
     model = build(name, stages, channels_last=True)
     before = {id(p): p.detach().clone() for p in model.parameters()}
+    layouts: list[bool] = []
+    step = model.training_step
+
+    def recording_step(batch, *args, **kwargs):
+        layouts.extend(
+            v.is_contiguous(memory_format=torch.channels_last)
+            for v in batch.values()
+            if v.dim() == 4
+        )
+        return step(batch, *args, **kwargs)
+
+    model.training_step = recording_step
     trainer = fit_one_step(model, samples(name), "bf16-mixed")
+    assert layouts and all(layouts)  # the step received its images in channels_last
 
     losses = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     assert "train/loss" in losses

@@ -77,7 +77,8 @@ class OldPhotoRestorer:
     :param detect_short_side: the detector runs at this short side and its mask is upsampled
         (official 256); 0 runs it at full resolution.
     :param precision: ``fp32`` (exact, as the official networks) or ``bf16`` (autocast: faster on
-        CPUs with AMX and on GPUs; the output stays within about 40 dB of fp32).
+        CPUs with AMX and on GPUs, not bit-exact; experiments/benchmarks/throughput.py measures
+        how far it drifts).
     :param hr: scratched photos go through the official high-resolution patch-attention mapping
         (``mapping_hr.ckpt``) instead of the exact partial nonlocal one.
     """
