@@ -15,12 +15,10 @@ from revive.nets.vgg import VGG19_FILE
 
 
 @pytest.fixture
-def hub_dir(tmp_path):
-    """An empty torch hub dir for the test, restored afterwards."""
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    yield tmp_path / "hub"
-    torch.hub.set_dir(old)
+def hub_dir(tmp_path, monkeypatch):
+    """An empty torch hub dir for the test; afterwards torch follows TORCH_HOME again."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    return tmp_path / "hub"
 
 
 def _save_fake_vgg19(path) -> dict[str, torch.Tensor]:

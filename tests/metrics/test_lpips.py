@@ -12,12 +12,10 @@ from revive.metrics.lpips import BACKBONE_FILES, build_lpips
 
 
 @pytest.fixture
-def hub_dir(tmp_path):
-    """An empty torch hub dir for the test, restored afterwards."""
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    yield tmp_path / "hub"
-    torch.hub.set_dir(old)
+def hub_dir(tmp_path, monkeypatch):
+    """An empty torch hub dir for the test; afterwards torch follows TORCH_HOME again."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    return tmp_path / "hub"
 
 
 def _save_fake_alexnet(path) -> dict[str, torch.Tensor]:

@@ -95,6 +95,7 @@ def test_lpips_column_when_backbone_weights_exist(tmp_path, checkpoints, monkeyp
     state = {f"features.{k}": v for k, v in features.items()}
     torch.save(state, hub / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
     monkeypatch.setenv("TORCH_HOME", str(hub))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # follow TORCH_HOME, whatever ran before
     summary = run_eval(tmp_path / "run", "scratch", checkpoints)
     per_image = read_rows(tmp_path / "run" / "per_image.csv")
     assert "test/lpips" in summary and all(float(r["lpips"]) >= 0 for r in per_image)
