@@ -144,3 +144,17 @@ def test_mapping_checkpoint_rebuilds_the_restorer_alone(stages, tmp_path) -> Non
     restorer.load_state_dict(submodule_state(state["state_dict"], "restorer"))
     x, mask = torch.rand(1, 3, 16, 16), torch.zeros(1, 1, 16, 16)
     torch.testing.assert_close(restorer.eval()(x, mask), model.restorer.eval()(x, mask))
+
+
+def test_an_undamaged_validation_pair_does_not_make_the_degraded_psnr_infinite(stages) -> None:
+    model = mapping(stages)
+    batch = {key: torch.stack([p[key] for p in pairs(2)]) for key in ("degraded", "clean", "mask")}
+    batch["degraded"][1] = batch["clean"][1]  # the preset left this pair untouched
+    logged: dict[str, float] = {}
+    model.log = lambda name, value, **kw: logged.__setitem__(name, float(value))  # noqa: ARG005
+    with torch.no_grad():
+        model.evaluate(batch, 0, "val")
+    x, y = (batch[k][:1].add(1).div(2) for k in ("degraded", "clean"))
+    expected = -10 * torch.log10(((x - y) ** 2).mean())  # the damaged pair alone
+    assert logged["val/psnr_degraded"] == pytest.approx(float(expected), abs=1e-3)
+    assert torch.isfinite(torch.tensor(logged["val/psnr_on_damaged"]))

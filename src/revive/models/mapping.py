@@ -206,9 +206,16 @@ class MappingModule(ChannelsLastBatches, GANModule):
                 "clean": y[:4],
             }
         pred, target, degraded = to_unit(restored), to_unit(y), to_unit(x)
-        self.log(f"{stage}/psnr", psnr(pred, target).mean(), prog_bar=True)
+        restored_psnr, degraded_psnr = psnr(pred, target), psnr(degraded, target)
+        self.log(f"{stage}/psnr", restored_psnr.mean(), prog_bar=True)
         self.log(f"{stage}/ssim", ssim(pred, target).mean())
-        self.log(f"{stage}/psnr_degraded", psnr(degraded, target).mean())
+        # a degradation preset can leave a pair untouched (infinite PSNR): compare restored and
+        # degraded on the damaged pairs only
+        damaged = torch.isfinite(degraded_psnr)
+        if damaged.any():
+            n = int(damaged.sum())
+            self.log(f"{stage}/psnr_degraded", degraded_psnr[damaged].mean(), batch_size=n)
+            self.log(f"{stage}/psnr_on_damaged", restored_psnr[damaged].mean(), batch_size=n)
         self.log(f"{stage}/ssim_degraded", ssim(degraded, target).mean())
         # the ceiling of any latent mapping: VAE2's own reconstruction of the clean photo
         vae2 = self.restorer.vae2
