@@ -76,6 +76,20 @@ def test_bicubic_residual_adds_the_tail_output_to_the_bicubic_image(model):
         torch.testing.assert_close(zeroed(lr, lr_up, ref, ref_down_up).sr, lr_up.clamp(-1, 1))
 
 
+def test_inference_without_kept_textures_gives_the_same_image(model):
+    inputs = images()
+    with torch.no_grad():
+        kept = model(*inputs)
+        freed = model(*inputs, keep_textures=False)
+    torch.testing.assert_close(freed.sr, kept.sr)
+    torch.testing.assert_close(freed.S, kept.S)
+    assert freed.T_lv3 is None and freed.T_lv2 is None and freed.T_lv1 is None
+    textures = [kept.T_lv3, kept.T_lv2, kept.T_lv1]
+    with torch.no_grad():
+        model.net(inputs[0], kept.S, textures)
+    assert textures == []  # a list is consumed level by level
+
+
 def test_naive_and_bounded_search_give_the_same_model_output(model):
     naive = copy.deepcopy(model)
     naive.search = TextureSearch("naive")
@@ -95,8 +109,8 @@ def test_soft_attention_off_adds_textures_unweighted(model):
         out_full, out_off = full(*x), off(*x)
         lr = x[0]
         textures = (out_full.T_lv3, out_full.T_lv2, out_full.T_lv1)
-        unweighted = model.net(lr, torch.ones_like(out_full.S), *textures)
-        torch.testing.assert_close(model.net(lr, None, *textures), unweighted)
+        unweighted = model.net(lr, torch.ones_like(out_full.S), textures)
+        torch.testing.assert_close(model.net(lr, None, textures), unweighted)
     assert torch.equal(out_off.S, torch.ones_like(out_off.S))
     torch.testing.assert_close(out_off.sr, unweighted)
     assert (out_off.sr - out_full.sr).abs().max() > 1e-4
@@ -154,9 +168,11 @@ def test_single_stream_without_csfi_is_smaller_and_keeps_shapes():
     assert sum(p.numel() for p in single.parameters()) < sum(p.numel() for p in full.parameters())
     lr = torch.rand(1, 3, 5, 7) * 2 - 1
     S = torch.rand(1, 1, 5, 7)
-    textures = [torch.rand(1, c, s * 5, s * 7) for c, s in zip(reversed(LTE_CHANNELS), (1, 2, 4))]
+    textures = tuple(
+        torch.rand(1, c, s * 5, s * 7) for c, s in zip(reversed(LTE_CHANNELS), (1, 2, 4))
+    )
     with torch.no_grad():
-        assert single(lr, S, *textures).shape == full(lr, S, *textures).shape == (1, 3, 20, 28)
+        assert single(lr, S, textures).shape == full(lr, S, textures).shape == (1, 3, 20, 28)
 
 
 def test_cross_scale_fusion_mixes_every_branch_into_every_other():

@@ -239,25 +239,25 @@ class TTSRNet(nn.Module):
         self,
         lr: Tensor,
         S: Tensor | None,
-        t_lv3: Tensor,
-        t_lv2: Tensor,
-        t_lv1: Tensor,
+        textures: Sequence[Tensor],
         base: Tensor | None = None,
     ) -> Tensor:
         """Return the SR image (B, 3, 4h, 4w) in [-1, 1].
 
         :param lr: (B, 3, h, w) in [-1, 1].
         :param S: soft-attention map (B, 1, h, w), or None to add textures unweighted.
-        :param t_lv3: transferred textures (B, 256, h, w); ``t_lv2`` (B, 128, 2h, 2w); ``t_lv1``
-            (B, 64, 4h, 4w).
+        :param textures: transferred textures ``(T_lv3, T_lv2, T_lv1)``: (B, 256, h, w),
+            (B, 128, 2h, 2w), (B, 64, 4h, 4w). A list is emptied as they are fused, so that
+            each is freed once used when the caller keeps no other reference (inference).
         :param base: an image (B, 3, 4h, 4w) the output is added to (global residual), or None
             (official: the tail's output is the image).
         """
-        x = self.soft_attention[0](self.sfe(lr), t_lv3, S)
+        textures = textures if isinstance(textures, list) else list(textures)
+        x = self.soft_attention[0](self.sfe(lr), textures.pop(0), S)
         branches = [self.stage1[0](x).add_(x)]  # [1x]
-        branches = self._next_stage(1, branches, t_lv2, S, self.csfi2, self.stage2)  # [1x, 2x]
-        branches = self._next_stage(2, branches, t_lv1, S, self.csfi3, self.stage3)  # [.., 4x]
-        return self.merge_tail(branches, base)
+        branches = self._next_stage(1, branches, textures.pop(0), S, self.csfi2, self.stage2)
+        branches = self._next_stage(2, branches, textures.pop(0), S, self.csfi3, self.stage3)
+        return self.merge_tail(branches, base)  # branches: [1x, 2x, 4x]
 
     def _next_stage(
         self,
@@ -274,6 +274,7 @@ class TTSRNet(nn.Module):
         No feature map outlives this call unless returned: at 4x each one costs output-size memory.
         """
         finer = self.soft_attention[stage](self.upsample[stage - 1](branches[-1]), t, S)
+        del t  # fused: with no other reference left, this level's textures are freed here
         if csfi is None:
             return [bodies[0](finer).add_(finer)]
         branches = [*branches, finer]
@@ -287,9 +288,9 @@ class TTSROutput(NamedTuple):
 
     sr: Tensor  # (B, 3, 4h, 4w) in [-1, 1]
     S: Tensor  # (B, 1, h, w); ones when soft attention is off
-    T_lv3: Tensor  # (B, 256, h, w); zeros when hard attention is off
-    T_lv2: Tensor  # (B, 128, 2h, 2w)
-    T_lv1: Tensor  # (B, 64, 4h, 4w)
+    T_lv3: Tensor | None  # (B, 256, h, w); zeros when hard attention is off; None if not kept
+    T_lv2: Tensor | None  # (B, 128, 2h, 2w)
+    T_lv1: Tensor | None  # (B, 64, 4h, 4w)
 
 
 class TTSR(nn.Module):
@@ -335,18 +336,33 @@ class TTSR(nn.Module):
         self.search = TextureSearch(search_impl, query_chunk, key_chunk, coverage_correct)
         self.net = TTSRNet(n_feats, num_res_blocks, res_scale, use_csfi)
 
-    def forward(self, lr: Tensor, lr_up: Tensor, ref: Tensor, ref_down_up: Tensor) -> TTSROutput:
+    def forward(
+        self,
+        lr: Tensor,
+        lr_up: Tensor,
+        ref: Tensor,
+        ref_down_up: Tensor,
+        keep_textures: bool = True,
+    ) -> TTSROutput:
         """Super-resolve ``lr`` x4 with textures from ``ref``.
 
         :param lr: (B, 3, h, w) in [-1, 1].
         :param lr_up: ``lr`` bicubic x4, (B, 3, 4h, 4w); used only to search (Q).
         :param ref: (B, 3, H, W) in [-1, 1], H and W multiples of 4.
         :param ref_down_up: ``ref`` bicubic /4 then x4, (B, 3, H, W).
+        :param keep_textures: return T (training needs it for the transferal perceptual loss);
+            False frees each level once the backbone has fused it, for inference on large images
+            (T_lv1 alone is 64 channels at the output size), and returns None for T.
         """
         _check_sizes(lr, lr_up, ref, ref_down_up)
         S, textures = self._transfer(lr, lr_up, ref, ref_down_up)
         base = lr_up if self.bicubic_residual else None
-        sr = self.net(lr, S if self.use_soft_attention else None, *textures, base=base)
+        S_used = S if self.use_soft_attention else None
+        if keep_textures:
+            sr = self.net(lr, S_used, textures, base=base)
+        else:
+            consumed, textures = list(textures), (None, None, None)
+            sr = self.net(lr, S_used, consumed, base=base)
         if not self.use_soft_attention:
             S = lr.new_ones(lr.shape[0], 1, *lr.shape[-2:])
         return TTSROutput(sr, S, *textures)

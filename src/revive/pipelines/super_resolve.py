@@ -140,6 +140,6 @@ class SuperResolver:
             to_tensor(x)[None].contiguous(memory_format=layout) for x in inputs
         )
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            out = self.model(lr_t, lr_up, ref_t, ref_down_up)
+            out = self.model(lr_t, lr_up, ref_t, ref_down_up, keep_textures=False)
         sr = ((out.sr[0].float().clamp(-1, 1) + 1) * 127.5).round().byte()
         return sr.permute(1, 2, 0).numpy(), out.S[0, 0].float().numpy()
