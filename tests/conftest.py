@@ -108,3 +108,15 @@ def make_tiny_stages(root: Path) -> dict[str, Path]:
         )
         paths[kind] = save_stage(mapping, root / f"mapping_{kind}.ckpt")
     return paths
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: on a shared 2-core box, thread contention costs far more than threads save.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

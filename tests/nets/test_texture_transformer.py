@@ -18,13 +18,7 @@ from revive.nets.texture_transformer import (
 CHANNELS = (3, 4, 6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: on a shared 2-core box, thread contention costs far more than threads save."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread
 
 
 def ltefeatures(batch: int, lr: tuple[int, int], ref: tuple[int, int], seed: int = 0):

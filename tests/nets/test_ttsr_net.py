@@ -14,13 +14,7 @@ from revive.nets.ttsr import TTSR, CrossScaleFusion, Discriminator, TTSRNet
 TINY = {"n_feats": 8, "num_res_blocks": (1, 1, 1, 1)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: on a shared 2-core box, thread contention costs far more than threads save."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread
 
 
 def images(batch: int = 2, lr: tuple[int, int] = (8, 6), ref: tuple[int, int] = (28, 36), seed=0):

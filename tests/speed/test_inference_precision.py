@@ -25,12 +25,7 @@ from tests.conftest import REPO, make_tiny_stages, save_stage
 MIN_PSNR = 30.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread
 
 
 @pytest.fixture(scope="module")

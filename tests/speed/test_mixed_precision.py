@@ -27,13 +27,7 @@ TTSR_NET = {"n_feats": 4, "num_res_blocks": [1, 1, 1, 1]}
 SIZE = 32  # TTSR: HR 32, LR 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: on a shared 2-core box, thread contention costs far more than threads save."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,7 @@ class SuperResolver:
 
     model: TTSR
     precision: str = "fp32"
-    channels_last: bool = True  # same output; at 200 -> 800 px 2.5x faster and a third less memory
+    channels_last: bool = True  # same output; oneDNN skips reordering the 4x feature maps
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
