@@ -6,8 +6,9 @@ W x W photo with a few thin scratches. Two mappings: the exact partial nonlocal 
 (``ScratchMapping``, memory-linear) and the official HR patch attention (``PatchAttentionMapping``).
 Each case runs in its own subprocess; peak memory is the process's RSS high-water mark.
 
-    python experiments/benchmarks/restore_large.py                 # 1024 and 2048 px
+    python experiments/benchmarks/restore_large.py                 # 1024 and 2048 px, fp32
     python experiments/benchmarks/restore_large.py --sizes 512
+    python experiments/benchmarks/restore_large.py --sizes 2048 --precisions fp32 bf16
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GIB = 2**30
+KINDS = ("partial_nonlocal", "patch_attention")
 
 
-def worker(kind: str, size: int) -> dict:
+def worker(kind: str, size: int, precision: str = "fp32") -> dict:
     """Build the pipeline, restore one photo, report seconds and peak RSS."""
     import numpy as np
     import torch
@@ -51,6 +53,7 @@ def worker(kind: str, size: int) -> dict:
         scratch_mapping=None,
         hr_mapping=None,
         scratch="on",
+        precision=precision,
     )
     if kind == "partial_nonlocal":
         pipeline.scratch_mapping = restorer.eval()
@@ -70,6 +73,7 @@ def worker(kind: str, size: int) -> dict:
     return {
         "kind": kind,
         "size": size,
+        "precision": precision,
         "seconds": round(seconds, 1),
         "peak_gib": round(peak / GIB, 2),
         "mask_fraction": round(float(mask.mean()), 4),
@@ -80,41 +84,45 @@ def worker(kind: str, size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
-    parser.add_argument("--worker", nargs=2, metavar=("KIND", "SIZE"))
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    parser.add_argument("--worker", nargs=3, metavar=("KIND", "SIZE", "PRECISION"))
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]))))
+        print(json.dumps(worker(args.worker[0], int(args.worker[1]), args.worker[2])))
         return
     rows = []
-    for size in args.sizes:
-        for kind in ("partial_nonlocal", "patch_attention"):
-            done = subprocess.run(
-                [sys.executable, __file__, "--worker", kind, str(size)],
-                capture_output=True,
-                text=True,
-            )
-            row = (
-                json.loads(done.stdout.strip().splitlines()[-1])
-                if done.returncode == 0
-                else {
-                    "kind": kind,
-                    "size": size,
-                    "error": done.stderr.strip().splitlines()[-1][:200],
-                }
-            )
-            print(row, flush=True)
-            rows.append(row)
+    cases = [(s, k, p) for s in args.sizes for p in args.precisions for k in KINDS]
+    for size, kind, precision in cases:
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", kind, str(size), precision],
+            capture_output=True,
+            text=True,
+        )
+        row = (
+            json.loads(done.stdout.strip().splitlines()[-1])
+            if done.returncode == 0
+            else {
+                "kind": kind,
+                "size": size,
+                "precision": precision,
+                "error": done.stderr.strip().splitlines()[-1][:200],
+            }
+        )
+        print(row, flush=True)
+        rows.append(row)
     (HERE / "restore_large.json").write_text(json.dumps(rows, indent=2))
     lines = [
-        "| photo | mapping | seconds | peak RSS (GiB) | scratch pixels |",
-        "|---|---|---:|---:|---:|",
+        "| photo | mapping | precision | seconds | peak RSS (GiB) | scratch pixels |",
+        "|---|---|---|---:|---:|---:|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['size']}x{r['size']} | {r['kind']} | failed: {r['error']} | | |")
+            lines.append(
+                f"| {r['size']}x{r['size']} | {r['kind']} | {r['precision']} | failed: {r['error']} | | |"
+            )
         else:
             lines.append(
-                f"| {r['size']}x{r['size']} | {r['kind']} | {r['seconds']} | {r['peak_gib']} | {r['mask_fraction']:.2%} |"
+                f"| {r['size']}x{r['size']} | {r['kind']} | {r['precision']} | {r['seconds']} | {r['peak_gib']} | {r['mask_fraction']:.2%} |"
             )
     (HERE / "restore_large.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -102,6 +102,7 @@ class VAENetSchema:
     ngf: int = 64
     mc: int = 64
     learned_variance: bool = False
+    norm: str = "instance"
 
 
 @dataclass
@@ -142,6 +143,7 @@ class VAEModelSchema:
     epochs_constant: int = 100
     epochs_decay: int = 100
     channels_last: bool = False
+    init_from: str | None = None
 
 
 @dataclass
@@ -154,6 +156,8 @@ class MappingNetSchema:
     global_branch: bool = True
     use_mask: bool = True
     mask_downsample: str = "official"
+    norm: str = "instance"
+    residual: bool = False
 
 
 @dataclass

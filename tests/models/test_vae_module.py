@@ -141,3 +141,29 @@ def test_latents_are_split_by_domain_and_cut_to_equal_length() -> None:
 def test_schedule_is_constant_then_linear_to_zero() -> None:
     factor = constant_then_linear(3, 2)
     assert [factor(e) for e in range(6)] == [1.0, 1.0, 1.0, 0.5, 0.0, 0.0]
+
+
+def save_vae2(path, net=TINY_VAE) -> VAEModule:
+    source = VAEModule(net=net, image_d=TINY_D, vgg_on_missing="disable")
+    torch.save({"state_dict": source.state_dict(), "hyper_parameters": dict(source.hparams)}, path)
+    return source
+
+
+def test_init_from_copies_the_source_vae_when_a_fresh_run_starts(tmp_path) -> None:
+    source = save_vae2(tmp_path / "vae2.ckpt")
+    model = vae1(init_from=str(tmp_path / "vae2.ckpt"), lr=0.0)  # lr 0: weights stay as loaded
+    assert not torch.equal(model.vae.encoder[1].weight, source.vae.encoder[1].weight)
+    fit(model)
+    for key, value in source.vae.state_dict().items():
+        torch.testing.assert_close(model.vae.state_dict()[key], value)
+
+
+def test_init_from_a_differently_shaped_vae_names_the_option(tmp_path) -> None:
+    save_vae2(tmp_path / "wide.ckpt", {**TINY_VAE, "mc": 2 * TINY_VAE["mc"]})
+    with pytest.raises(ValueError, match="model.init_from"):
+        fit(vae1(init_from=str(tmp_path / "wide.ckpt")))
+
+
+def test_init_from_a_missing_file_names_it(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="nowhere.ckpt"):
+        fit(vae1(init_from=str(tmp_path / "nowhere.ckpt")))

@@ -131,3 +131,27 @@ def test_patch_attention_mapping_depends_on_the_mask() -> None:
     mask[..., 0:16, 0:16] = 1
     with torch.no_grad():
         assert (net(z, mask) - net(z, torch.zeros_like(mask))).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize(
+    "cls, extra",
+    [
+        (QualityMapping, {"n_blocks": 2}),
+        (ScratchMapping, {"n_blocks": 2}),
+        (PatchAttentionMapping, {"patch_sizes": (4, 2), "n_blocks": 1}),
+    ],
+    ids=["quality", "scratch", "patch_attention"],
+)
+@pytest.mark.parametrize("norm", ["instance", "none"])
+def test_residual_mapping_starts_as_the_identity_with_the_official_keys(cls, extra, norm) -> None:
+    torch.manual_seed(0)
+    residual = cls(C, WIDTH, norm=norm, residual=True, **extra)
+    plain = cls(C, WIDTH, norm=norm, **extra)
+    assert residual.state_dict().keys() == plain.state_dict().keys()
+    z, mask = torch.randn(2, C, 8, 8), _line_mask(32, 5).expand(2, 1, 32, 32)
+    args = (z,) if cls is QualityMapping else (z, mask)
+    with torch.no_grad():
+        torch.testing.assert_close(residual(*args), z)
+        assert (plain(*args) - z).abs().max() > 0.1
+        residual.tail[-1].bias.fill_(0.5)  # once trained, the tail adds to z
+        torch.testing.assert_close(residual(*args), z + 0.5)

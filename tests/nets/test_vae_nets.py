@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from revive.nets.vae import VAE, VAEDecoder, VAEEncoder
@@ -69,3 +70,23 @@ def test_official_encoder_discards_global_colour_offsets_and_contrast() -> None:
         torch.testing.assert_close(encoder(image + offsets), latent, atol=1e-4, rtol=0)
         torch.testing.assert_close(encoder(0.5 * image), latent, atol=1e-2, rtol=0)  # IN's eps
         assert (encoder(image.flip(-1)) - latent).abs().max() > 0.1  # content does change it
+
+
+def test_norm_none_keeps_colour_in_the_latent_with_the_official_keys() -> None:
+    torch.manual_seed(0)
+    official, plain = VAE(ngf=4, mc=8), VAE(ngf=4, mc=8, norm="none")
+    assert {k: v.shape for k, v in official.state_dict().items()} == {
+        k: v.shape for k, v in plain.state_dict().items()
+    }
+    plain.load_state_dict(official.state_dict())  # the same files load into either
+    assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in plain.modules())
+    image = torch.rand(1, 3, 32, 32) - 0.5
+    offsets = torch.tensor([0.2, -0.1, 0.05]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        latent = plain.encoder(image)
+        assert (plain.encoder(image + offsets) - latent).abs().max() > 1e-3
+
+
+def test_unknown_norm_names_the_option() -> None:
+    with pytest.raises(ValueError, match="model.net.norm"):
+        VAE(ngf=4, mc=8, norm="batch")

@@ -34,6 +34,8 @@ def test_quickstart_chains_stages_restores_heldback_photos_and_reuses_them(tmp_p
     mapping = torch.load(markers["mapping_scratch"]["checkpoint"], weights_only=True)
     assert mapping["hyper_parameters"]["vae1_ckpt"] == markers["vae1"]["checkpoint"]
     assert mapping["hyper_parameters"]["vae2_ckpt"] == markers["vae2"]["checkpoint"]
+    vae1 = torch.load(markers["vae1"]["checkpoint"], weights_only=True)
+    assert vae1["hyper_parameters"]["init_from"] == markers["vae2"]["checkpoint"]  # VAE1 from VAE2
     assert {p.name for p in (root / "restore_checkpoints").iterdir()} == {
         "detector.ckpt",
         "mapping_scratch.ckpt",

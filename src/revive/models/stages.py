@@ -79,19 +79,23 @@ def submodule_state(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[st
     return {k[cut:]: v for k, v in state_dict.items() if k.startswith(prefix + ".")}
 
 
-def load_vae(path: str | Path | None, expected: str) -> tuple[VAE, dict[str, Any]]:
-    """Build and load the VAE of a stage-1 checkpoint (``vae1`` or ``vae2``); also its net args."""
+def load_vae(path: str | Path | None, expected: str | None) -> tuple[VAE, dict[str, Any]]:
+    """Build and load the VAE of a stage-1 checkpoint (``vae1``, ``vae2`` or None for either);
+    also return its net args."""
+    if path is None and expected is None:
+        raise ValueError("No VAE checkpoint given.")
     if path is None:
         raise ValueError(
             f"model.{expected}_ckpt is not set: give the {STAGES[expected]} checkpoint, "
             f"e.g. model.{expected}_ckpt=logs/train/runs/<run>/checkpoints/last.ckpt."
         )
-    state = read_checkpoint(path, expected)
+    state = read_checkpoint(path, expected or "a VAE1 or VAE2 checkpoint")
     hp = state["hyper_parameters"]
     if "latent_gan" not in hp or "net" not in hp:
-        raise ValueError(f"'{path}' is not a VAE checkpoint; expected {STAGES[expected]}.")
+        wanted = STAGES[expected] if expected else "VAE1 or VAE2"
+        raise ValueError(f"'{path}' is not a VAE checkpoint; expected {wanted}.")
     stage = "vae1" if hp["latent_gan"] else "vae2"
-    if stage != expected:
+    if expected is not None and stage != expected:
         raise ValueError(
             f"'{path}' holds {STAGES[stage]}, but {STAGES[expected]} is expected here. "
             "Swap the two paths."

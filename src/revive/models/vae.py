@@ -8,6 +8,7 @@ step in the official order: generator, image D, latent D.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -21,9 +22,12 @@ from revive.metrics.domain import mmd_rbf, patch_accuracy
 from revive.metrics.image import psnr, ssim
 from revive.models.base import GANModule, linear_decay_schedulers
 from revive.models.memory_format import ChannelsLastBatches, to_channels_last
+from revive.models.stages import load_vae
 from revive.nets.discriminators import MultiscaleDiscriminator
 from revive.nets.vae import VAE
 from revive.utils.images import make_grid, to_unit
+
+log = logging.getLogger(__name__)
 
 REAL, SYNTHETIC = 1, 0  # the official per-sample domain flag ("inst")
 
@@ -38,6 +42,9 @@ class VAEModule(ChannelsLastBatches, GANModule):
     :param weights: loss weights ``gan``, ``feat``, ``vgg``, ``kl``, ``latent_gan``, ``l1``.
     :param l1_if_no_vgg: pixel L1 weight used instead when the VGG term is disabled.
     :param channels_last: weights and batches in channels_last memory format.
+    :param init_from: a VAE1 or VAE2 checkpoint whose VAE weights start a fresh run (not
+        official). The small VAE1 starts from the small VAE2: minutes of fine-tuning then keep
+        its latent close to VAE2's, which a residual mapping needs to start at the identity.
     """
 
     def __init__(
@@ -56,6 +63,7 @@ class VAEModule(ChannelsLastBatches, GANModule):
         epochs_constant: int = 100,
         epochs_decay: int = 100,
         channels_last: bool = False,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -75,6 +83,12 @@ class VAEModule(ChannelsLastBatches, GANModule):
         self.grid_batch: dict[str, Tensor] | None = None
         if channels_last:
             to_channels_last(self)
+
+    def on_fit_start(self) -> None:
+        # Here rather than in __init__: a resumed run keeps its own weights, and loading this
+        # checkpoint later does not need the init_from file.
+        if self.hparams.init_from and self.trainer.ckpt_path is None:
+            warm_start(self.vae, self.hparams.init_from, self.hparams.net)
 
     # ---- losses -----------------------------------------------------------------------------
 
@@ -210,6 +224,20 @@ class VAEModule(ChannelsLastBatches, GANModule):
             params.append(self.latent_d.parameters())
         optimizers = [torch.optim.Adam(p, lr=hp.lr, betas=betas) for p in params]
         return optimizers, linear_decay_schedulers(optimizers, hp.epochs_constant, hp.epochs_decay)
+
+
+def warm_start(vae: VAE, path: str, net: dict[str, Any]) -> None:
+    """Copy the VAE weights of the checkpoint at ``path`` (option ``model.init_from``) into ``vae``."""
+    source, source_net = load_vae(path, None)
+    mine = {k: v.shape for k, v in vae.state_dict().items()}
+    theirs = {k: v.shape for k, v in source.state_dict().items()}
+    if mine != theirs or source_net.get("norm", "instance") != net.get("norm", "instance"):
+        raise ValueError(
+            f"model.init_from='{path}' holds a VAE built with {source_net}, which does not match "
+            f"model.net={dict(net)}; give a checkpoint with the same ngf, mc and norm."
+        )
+    vae.load_state_dict(source.state_dict())
+    log.info("VAE weights initialised from %s", path)
 
 
 def split_domains(latent: Tensor, domain: Tensor | None) -> tuple[Tensor, Tensor] | None:

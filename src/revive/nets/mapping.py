@@ -20,13 +20,13 @@ import torch
 from torch import nn
 
 from revive.nets.non_local import Attention, MaskDownsample, PartialNonLocal, PatchAttention
-from revive.nets.vae import ResnetBlock, init_weights
+from revive.nets.vae import ResnetBlock, init_weights, norm_layer
 
 
-def _conv_in_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+def _conv_in_relu(in_channels: int, out_channels: int, norm: str) -> list[nn.Module]:
     return [
         nn.Conv2d(in_channels, out_channels, 3, padding=1),
-        nn.InstanceNorm2d(out_channels),
+        norm_layer(norm, out_channels),
         nn.ReLU(inplace=True),
     ]
 
@@ -41,43 +41,84 @@ def _widths(in_channels: int, channels: int) -> list[int]:
     return [min(in_channels * 2**k, channels) for k in range(5)]
 
 
-def mapping_head(in_channels: int, channels: int, n_blocks: int = 0) -> nn.Sequential:
+def mapping_head(
+    in_channels: int, channels: int, n_blocks: int = 0, norm: str = "instance"
+) -> nn.Sequential:
     """Four Conv3x3-IN-ReLU lifting the latent to ``channels``, then ``n_blocks`` ResnetBlocks."""
     widths = _widths(in_channels, channels)
-    layers = [m for k in range(4) for m in _conv_in_relu(widths[k], widths[k + 1])]
-    layers += [ResnetBlock(widths[-1]) for _ in range(n_blocks)]
+    layers = [m for k in range(4) for m in _conv_in_relu(widths[k], widths[k + 1], norm)]
+    layers += [ResnetBlock(widths[-1], norm) for _ in range(n_blocks)]
     return nn.Sequential(*layers)
 
 
-def mapping_tail(in_channels: int, channels: int, n_blocks: int) -> nn.Sequential:
+def mapping_tail(
+    in_channels: int, channels: int, n_blocks: int, norm: str = "instance"
+) -> nn.Sequential:
     """``n_blocks`` ResnetBlocks, three Conv3x3-IN-ReLU down, and a last Conv3x3 to the latent."""
     widths = _widths(in_channels, channels)
-    layers: list[nn.Module] = [ResnetBlock(widths[-1]) for _ in range(n_blocks)]
-    layers += [m for k in range(4, 1, -1) for m in _conv_in_relu(widths[k], widths[k - 1])]
+    layers: list[nn.Module] = [ResnetBlock(widths[-1], norm) for _ in range(n_blocks)]
+    layers += [m for k in range(4, 1, -1) for m in _conv_in_relu(widths[k], widths[k - 1], norm)]
     layers.append(nn.Conv2d(widths[1], in_channels, 3, padding=1))
     return nn.Sequential(*layers)
 
 
-class QualityMapping(nn.Module):
+class LatentMapping(nn.Module):
+    """What the three mappings share: ``tail`` produces the output latent, optionally residual.
+
+    ``residual=True`` (not official) returns ``z + tail(...)`` with the tail's last conv
+    zero-initialised, so an untrained mapping is the identity. With a VAE1 that starts from
+    VAE2's weights, the restored image then starts at VAE2's reconstruction of the damaged
+    photo instead of noise, which minutes of training can improve on.
+    """
+
+    tail: nn.Sequential
+
+    def __init__(self, residual: bool) -> None:
+        super().__init__()
+        self.residual = residual
+
+    def start_as_identity(self) -> None:
+        """After ``init_weights``: zero the last conv when residual."""
+        if self.residual:
+            nn.init.zeros_(self.tail[-1].weight)
+            nn.init.zeros_(self.tail[-1].bias)
+
+    def finish(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The output latent from the input latent ``z`` and the middle features ``x``."""
+        out = self.tail(x)
+        return z + out if self.residual else out
+
+
+class QualityMapping(LatentMapping):
     """Mapping for unstructured degradation (official ``Mapping_Model``): z -> z'.
 
     :param in_channels: latent channels (64).
     :param channels: width of the middle (``map_mc``, 512).
     :param n_blocks: ResnetBlocks in the middle (``mapping_n_block``, 6).
+    :param norm: ``instance`` (official) or ``none``, see ``revive.nets.vae.norm_layer``.
+    :param residual: see ``LatentMapping``.
     """
 
-    def __init__(self, in_channels: int = 64, channels: int = 512, n_blocks: int = 6) -> None:
-        super().__init__()
-        self.head = mapping_head(in_channels, channels)
-        self.tail = mapping_tail(in_channels, channels, n_blocks)
+    def __init__(
+        self,
+        in_channels: int = 64,
+        channels: int = 512,
+        n_blocks: int = 6,
+        norm: str = "instance",
+        residual: bool = False,
+    ) -> None:
+        super().__init__(residual)
+        self.head = mapping_head(in_channels, channels, norm=norm)
+        self.tail = mapping_tail(in_channels, channels, n_blocks, norm)
         init_weights(self)
+        self.start_as_identity()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, in_channels, h, w) VAE1 latent -> (B, in_channels, h, w) VAE2 latent."""
-        return self.tail(self.head(z))
+        return self.finish(z, self.head(z))
 
 
-class ScratchMapping(nn.Module):
+class ScratchMapping(LatentMapping):
     """Mapping with the partial nonlocal global branch (official ``Mapping_Model_with_mask``).
 
     head -> ``global_branch`` (PartialNonLocal) -> tail (``n_blocks`` ResnetBlocks + convs).
@@ -92,6 +133,8 @@ class ScratchMapping(nn.Module):
     :param mask_downsample: ``official`` or ``maxpool`` (SPEC §2), see ``downsample_mask``.
     :param attention: ``sdpa`` (memory-linear) or ``naive`` (official hw x hw).
     :param query_chunk: queries per attention call.
+    :param norm: ``instance`` (official) or ``none`` in the head and tail.
+    :param residual: see ``LatentMapping``.
     """
 
     def __init__(
@@ -104,10 +147,12 @@ class ScratchMapping(nn.Module):
         mask_downsample: MaskDownsample = "official",
         attention: Attention = "sdpa",
         query_chunk: int = 1024,
+        norm: str = "instance",
+        residual: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(residual)
         self.use_mask = use_mask
-        self.head = mapping_head(in_channels, channels)
+        self.head = mapping_head(in_channels, channels, norm=norm)
         self.global_branch = (
             PartialNonLocal(
                 channels,
@@ -118,8 +163,9 @@ class ScratchMapping(nn.Module):
             if global_branch
             else None
         )
-        self.tail = mapping_tail(in_channels, channels, n_blocks)
+        self.tail = mapping_tail(in_channels, channels, n_blocks, norm)
         init_weights(self)
+        self.start_as_identity()
         if self.global_branch is not None:
             nn.init.zeros_(self.global_branch.W.bias)
 
@@ -128,10 +174,10 @@ class ScratchMapping(nn.Module):
         x = self.head(z)
         if self.global_branch is not None:
             x = self.global_branch(x, mask if self.use_mask else None)
-        return self.tail(x)
+        return self.finish(z, x)
 
 
-class PatchAttentionMapping(nn.Module):
+class PatchAttentionMapping(LatentMapping):
     """HR mapping with multi-scale hard patch attention (official ``Mapping_Model_with_mask_2``).
 
     head (4 convs + 2 ResnetBlocks) -> attention(8) -> 2 ResnetBlocks -> attention(4) ->
@@ -144,6 +190,8 @@ class PatchAttentionMapping(nn.Module):
     :param n_blocks: ResnetBlocks before, between and after the attentions (official 2).
     :param fill_border: see ``PatchAttention``.
     :param query_chunk: hole patches per similarity block.
+    :param norm: ``instance`` (official) or ``none``.
+    :param residual: see ``LatentMapping``.
     """
 
     def __init__(
@@ -154,18 +202,21 @@ class PatchAttentionMapping(nn.Module):
         n_blocks: int = 2,
         fill_border: bool = False,
         query_chunk: int = 1024,
+        norm: str = "instance",
+        residual: bool = False,
     ) -> None:
-        super().__init__()
-        self.head = mapping_head(in_channels, channels, n_blocks)
+        super().__init__(residual)
+        self.head = mapping_head(in_channels, channels, n_blocks, norm)
         self.attention = nn.ModuleList(
             PatchAttention(channels, p, fill_border, query_chunk) for p in patch_sizes
         )
         self.res_blocks = nn.ModuleList(
-            nn.Sequential(*(ResnetBlock(channels) for _ in range(n_blocks)))
+            nn.Sequential(*(ResnetBlock(channels, norm) for _ in range(n_blocks)))
             for _ in patch_sizes[1:]
         )
-        self.tail = mapping_tail(in_channels, channels, n_blocks)
+        self.tail = mapping_tail(in_channels, channels, n_blocks, norm)
         init_weights(self)
+        self.start_as_identity()
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """z: (B, in_channels, h, w); mask: (B, 1, 4h, 4w) image-resolution, 1 = scratch."""
@@ -174,4 +225,4 @@ class PatchAttentionMapping(nn.Module):
             if k > 0:
                 x = self.res_blocks[k - 1](x)
             x = attention(x, mask)
-        return self.tail(x)
+        return self.finish(z, x)
