@@ -20,7 +20,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install revive with its dev tools
 
-train: $(STAMP)  ## run the default experiment on the embedded sample photos
+# `make train` runs the whole old-photo quickstart; `make train ARGS="experiment=..."` any other run
+ARGS ?= experiment=bopb/quickstart
+
+train: $(STAMP)  ## train every old-photo stage on the sample photos, then restore held-back ones
 	$(BIN)/revive-train $(ARGS)
 
 test: $(STAMP)  ## run the whole test suite
