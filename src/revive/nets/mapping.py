@@ -11,7 +11,9 @@ size never changes. They differ in the global branch inserted in between:
   hard patch attentions at patch sizes 8, 4, 2 instead of the hw x hw nonlocal block.
 
 Widths generalise the official ones: stage widths are ``in_channels * 2**k`` capped at
-``channels`` (64 -> 128 -> 256 -> 512 -> 512 officially).
+``channels`` (64 -> 128 -> 256 -> 512 -> 512 officially). Two switches that are not official,
+for the small presets, keep the state_dict keys: ``norm="none"`` (no InstanceNorm, for the
+norm-free small VAEs) and ``residual=True`` (see ``LatentMapping``).
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ class LatentMapping(nn.Module):
 
     ``residual=True`` (not official) returns ``z + tail(...)`` with the tail's last conv
     zero-initialised, so an untrained mapping is the identity. With a VAE1 that starts from
-    VAE2's weights, the restored image then starts at VAE2's reconstruction of the damaged
-    photo instead of noise, which minutes of training can improve on.
+    VAE2's weights, the restored image then starts close to the damaged photo (VAE2 decoding
+    VAE1's latent of it) instead of noise, which minutes of training can improve on.
     """
 
     tail: nn.Sequential
