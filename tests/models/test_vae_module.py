@@ -167,3 +167,16 @@ def test_init_from_a_differently_shaped_vae_names_the_option(tmp_path) -> None:
 def test_init_from_a_missing_file_names_it(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="nowhere.ckpt"):
         fit(vae1(init_from=str(tmp_path / "nowhere.ckpt")))
+
+
+def test_init_from_leaves_a_resumed_run_its_own_weights(tmp_path) -> None:
+    save_vae2(tmp_path / "vae2.ckpt")
+    model = vae1(init_from=str(tmp_path / "vae2.ckpt"))
+    own = {k: v.clone() for k, v in model.vae.state_dict().items()}
+    model.trainer = pl.Trainer(logger=False, enable_checkpointing=False)
+    model.trainer.ckpt_path = "last.ckpt"  # as when fit(ckpt_path=...) restored the run
+    model.on_fit_start()
+    assert all(torch.equal(model.vae.state_dict()[k], v) for k, v in own.items())
+    model.trainer.ckpt_path = None  # a fresh run does load it
+    model.on_fit_start()
+    assert not all(torch.equal(model.vae.state_dict()[k], v) for k, v in own.items())

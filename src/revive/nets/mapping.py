@@ -65,22 +65,32 @@ def mapping_tail(
 
 
 class LatentMapping(nn.Module):
-    """What the three mappings share: ``tail`` produces the output latent, optionally residual.
+    """What the three mappings share: a ``head`` lifting the latent, a ``tail`` bringing it back.
 
+    Subclasses add their global branch between the two, then call ``init_parameters``.
     ``residual=True`` (not official) returns ``z + tail(...)`` with the tail's last conv
     zero-initialised, so an untrained mapping is the identity. With a VAE1 that starts from
     VAE2's weights, the restored image then starts close to the damaged photo (VAE2 decoding
     VAE1's latent of it) instead of noise, which minutes of training can improve on.
     """
 
-    tail: nn.Sequential
-
-    def __init__(self, residual: bool) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        n_blocks: int,
+        norm: str,
+        residual: bool,
+        head_blocks: int = 0,
+    ) -> None:
         super().__init__()
         self.residual = residual
+        self.head = mapping_head(in_channels, channels, head_blocks, norm)
+        self.tail = mapping_tail(in_channels, channels, n_blocks, norm)
 
-    def start_as_identity(self) -> None:
-        """After ``init_weights``: zero the last conv when residual."""
+    def init_parameters(self) -> None:
+        """The official init; then, when residual, a zero last conv (identity at the start)."""
+        init_weights(self)
         if self.residual:
             nn.init.zeros_(self.tail[-1].weight)
             nn.init.zeros_(self.tail[-1].bias)
@@ -109,11 +119,8 @@ class QualityMapping(LatentMapping):
         norm: str = "instance",
         residual: bool = False,
     ) -> None:
-        super().__init__(residual)
-        self.head = mapping_head(in_channels, channels, norm=norm)
-        self.tail = mapping_tail(in_channels, channels, n_blocks, norm)
-        init_weights(self)
-        self.start_as_identity()
+        super().__init__(in_channels, channels, n_blocks, norm, residual)
+        self.init_parameters()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, in_channels, h, w) VAE1 latent -> (B, in_channels, h, w) VAE2 latent."""
@@ -152,9 +159,8 @@ class ScratchMapping(LatentMapping):
         norm: str = "instance",
         residual: bool = False,
     ) -> None:
-        super().__init__(residual)
+        super().__init__(in_channels, channels, n_blocks, norm, residual)
         self.use_mask = use_mask
-        self.head = mapping_head(in_channels, channels, norm=norm)
         self.global_branch = (
             PartialNonLocal(
                 channels,
@@ -165,9 +171,7 @@ class ScratchMapping(LatentMapping):
             if global_branch
             else None
         )
-        self.tail = mapping_tail(in_channels, channels, n_blocks, norm)
-        init_weights(self)
-        self.start_as_identity()
+        self.init_parameters()
         if self.global_branch is not None:
             nn.init.zeros_(self.global_branch.W.bias)
 
@@ -207,8 +211,7 @@ class PatchAttentionMapping(LatentMapping):
         norm: str = "instance",
         residual: bool = False,
     ) -> None:
-        super().__init__(residual)
-        self.head = mapping_head(in_channels, channels, n_blocks, norm)
+        super().__init__(in_channels, channels, n_blocks, norm, residual, head_blocks=n_blocks)
         self.attention = nn.ModuleList(
             PatchAttention(channels, p, fill_border, query_chunk) for p in patch_sizes
         )
@@ -216,9 +219,7 @@ class PatchAttentionMapping(LatentMapping):
             nn.Sequential(*(ResnetBlock(channels, norm) for _ in range(n_blocks)))
             for _ in patch_sizes[1:]
         )
-        self.tail = mapping_tail(in_channels, channels, n_blocks, norm)
-        init_weights(self)
-        self.start_as_identity()
+        self.init_parameters()
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """z: (B, in_channels, h, w); mask: (B, 1, 4h, 4w) image-resolution, 1 = scratch."""
