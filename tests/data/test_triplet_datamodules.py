@@ -49,12 +49,16 @@ def test_mapping_pairs_share_the_crop_and_holes_carry_a_mask(train_cfg) -> None:
     cfg = train_cfg(["data=mapping", *SMALL, "data.holes=true", "data.degradation=mild"])
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
-    sample = dm.train_set[0]
-    # degradation keeps the content: the degraded crop correlates with its own clean crop
-    x, y = sample["degraded"].flatten(), sample["clean"].flatten()
-    other = dm.train_set[1]["clean"].flatten()
-    own = torch.corrcoef(torch.stack([x, y]))[0, 1]
-    assert own > torch.corrcoef(torch.stack([x, other]))[0, 1]
+    samples = [dm.train_set[i] for i in range(8)]
+
+    # degradation keeps the content: a degraded crop correlates with its own clean crop more than
+    # with the next sample's (on average: one 32 px crop can be flat or mostly hole)
+    def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+        return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
+
+    own = [corr(s["degraded"], s["clean"]) for s in samples]
+    other = [corr(s["degraded"], t["clean"]) for s, t in zip(samples, samples[1:] + samples[:1])]
+    assert sum(own) / 8 > sum(other) / 8 + 0.2
     masks = [dm.train_set[i]["mask"].sum() for i in range(8)]
     assert any(m > 0 for m in masks)  # about half the samples get holes
 

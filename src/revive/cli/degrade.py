@@ -32,6 +32,7 @@ from revive.data.imageio import (
     list_images,
     read_image,
 )
+from revive.data.seeding import seed_compose
 from revive.pipelines.batch import inside, output_names, write_image_atomic
 from revive.utils.reliability import check_options
 
@@ -136,7 +137,7 @@ def degrade_photos(cfg: DictConfig) -> int:
             continue
         for preset, compose in composes.items():
             # the seed depends on the photo's name only, so adding photos changes no other output
-            compose.set_random_seed((cfg.seed * 1_000_003 + zlib.crc32(name.encode())) % 2**32)
+            seed_compose(compose, (cfg.seed * 1_000_003 + zlib.crc32(name.encode())) % 2**32)
             row = [image]
             for k in range(cfg.n):
                 res = compose(image=image, mask=np.zeros(image.shape[:2], np.uint8))

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from revive.data.degradations import build_degradation
 from revive.data.scratches import AddDust, AddScratches
+from revive.data.seeding import seed_compose
 from revive.data.sources import PhotoSource
 
 
@@ -56,7 +57,7 @@ class ReseedableDataset(Dataset):
 
     def reseed(self, seed: int) -> None:
         """Restart the augmentation RNG from ``seed``."""
-        self.transform.set_random_seed(seed)
+        seed_compose(self.transform, seed)
 
 
 def seed_worker(worker_id: int) -> None:
@@ -89,14 +90,16 @@ class ScratchDataset(ReseedableDataset):
         self.crop_size = crop_size
         self.length = length
         before = [degradation] if degradation is not None else []
-        self.transform = A.Compose(
-            [
-                *crop_transforms(crop_size),
-                *before,
-                A.ToGray(num_output_channels=1, p=1.0),
-                *scratch_overlays(),
-            ],
-            seed=seed,
+        self.transform = seed_compose(
+            A.Compose(
+                [
+                    *crop_transforms(crop_size),
+                    *before,
+                    A.ToGray(num_output_channels=1, p=1.0),
+                    *scratch_overlays(),
+                ]
+            ),
+            seed,
         )
 
     def __len__(self) -> int:
@@ -114,9 +117,8 @@ class ScratchDataset(ReseedableDataset):
 
 def crop_compose(crop_size: int, gray_p: float, seed: int) -> A.Compose:
     """Random crop, flip and (with ``gray_p``) 3-channel grayscale of a clean photo, as official."""
-    return A.Compose(
-        [*crop_transforms(crop_size), A.ToGray(num_output_channels=3, p=gray_p)], seed=seed
-    )
+    transforms = [*crop_transforms(crop_size), A.ToGray(num_output_channels=3, p=gray_p)]
+    return seed_compose(A.Compose(transforms), seed)
 
 
 class CleanDataset(ReseedableDataset):
@@ -181,7 +183,7 @@ class OldPhotoMixDataset(CleanDataset):
             (self.transform, self.real_crop, self.synthetic, self.standin)
         ):
             if compose is not None:
-                compose.set_random_seed(seed + offset)
+                seed_compose(compose, seed + offset)
 
     def real_photo(self, index: int) -> np.ndarray:
         """R: a crop of a real old photo, or of a clean photo damaged by the stand-in preset."""
@@ -224,8 +226,8 @@ class PairedDegradationDataset(CleanDataset):
         self.damage = build_degradation(degradation, holes=holes, seed=seed + 1, gray=False)
 
     def reseed(self, seed: int) -> None:
-        self.transform.set_random_seed(seed)
-        self.damage.set_random_seed(seed + 1)
+        seed_compose(self.transform, seed)
+        seed_compose(self.damage, seed + 1)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         clean = self.crop(index)

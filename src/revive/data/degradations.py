@@ -53,6 +53,7 @@ from revive.data.scratches import (
     dtype_white,
     to_dtype,
 )
+from revive.data.seeding import seed_compose
 
 PRESETS = ("official", "paper", "mild", "severe", "rstandin")
 
@@ -779,7 +780,8 @@ def build_degradation(
     Args:
         preset: one of ``PRESETS`` (see the module docstring).
         holes: append irregular white holes (p=0.5), the scratch mapping's training damage.
-        seed: seed of the Compose's RNG (None: random). Reseed later with ``set_random_seed``.
+        seed: seed of the pipeline's RNGs (None: random). Reseed later with
+            ``revive.data.seeding.seed_compose``, not ``set_random_seed`` (see that module).
         gray: include the 10 % grayscale step. Paired datasets that grayscale clean and degraded
             together (as the release does) pass False and do it themselves.
         save_applied_params: record each applied transform's drawn parameters in
@@ -788,4 +790,4 @@ def build_degradation(
     transforms = _preset(preset, gray)
     if holes:
         transforms.append(AddHoles(p=0.5))
-    return A.Compose(transforms, seed=seed, save_applied_params=save_applied_params)
+    return seed_compose(A.Compose(transforms, save_applied_params=save_applied_params), seed)

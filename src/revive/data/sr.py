@@ -44,6 +44,7 @@ from revive.data.datamodules import PhotoDataModule
 from revive.data.datasets import ReseedableDataset, to_tensor, upscale_to
 from revive.data.imageio import list_images, read_image
 from revive.data.sample import TRAIN_PHOTOS, VAL_PHOTOS, sample_photo
+from revive.data.seeding import seed_compose
 from revive.data.sources import VAL_EVERY, PhotoSource
 
 log = logging.getLogger(__name__)
@@ -124,12 +125,12 @@ def pair_files(first: Path, second: Path) -> list[tuple[Path, Path]]:
 def dihedral(seed: int, *also: str) -> A.Compose:
     """Official augmentation: horizontal and vertical flips (p=0.5 each), then rot90 k in 0..3,
     applied alike to ``image`` and the images named in ``also``."""
-    return A.Compose(
+    compose = A.Compose(
         [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=1.0)],
         additional_targets=dict.fromkeys(also, "image"),
         is_check_shapes=False,  # LR is a quarter of HR; flips and rot90 need no equal sizes
-        seed=seed,
     )
+    return seed_compose(compose, seed)
 
 
 # ---- training datasets ---------------------------------------------------------------------
@@ -152,8 +153,8 @@ class ReferencePairDataset(ReseedableDataset):
 
     def reseed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
-        self.transform.set_random_seed(seed + 1)
-        self.ref_transform.set_random_seed(seed + 2)
+        seed_compose(self.transform, seed + 1)
+        seed_compose(self.ref_transform, seed + 2)
 
     def __len__(self) -> int:
         return self.length

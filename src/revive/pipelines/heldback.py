@@ -15,6 +15,7 @@ from revive.data.datasets import degrade
 from revive.data.degradations import build_degradation
 from revive.data.sample import VAL_PHOTOS, sample_photo
 from revive.data.scratches import AddScratches
+from revive.data.seeding import seed_compose
 from revive.metrics.image import psnr, ssim
 from revive.pipelines.batch import write_image_atomic, write_index_html
 from revive.pipelines.restore import OldPhotoRestorer
@@ -26,7 +27,7 @@ def damage(photo: np.ndarray, degradation: str, scratches: bool, seed: int) -> n
     """A reproducible old-photo version of ``photo``: a preset, then (optionally) scratches."""
     damaged, _ = degrade(build_degradation(degradation, seed=seed), photo)
     if scratches:
-        overlay = A.Compose([AddScratches(p=1.0)], seed=seed + 1)
+        overlay = seed_compose(A.Compose([AddScratches(p=1.0)]), seed + 1)
         damaged = overlay(image=damaged, mask=np.zeros(photo.shape[:2], np.uint8))["image"]
     return damaged
 
