@@ -34,6 +34,7 @@ class ScratchDataSchema(PhotoDataSchema):
     """``ScratchDataModule``: a degradation preset may run before the scratches."""
 
     degradation: str | None = None
+    dust_p: float = 0.5
 
 
 @dataclass

@@ -82,3 +82,16 @@ def test_datamodule_yields_batches_and_fixed_validation() -> None:
     again = ScratchDataModule(crop_size=32, batch_size=4, train_length=8, val_length=4, seed=99)
     again.setup("fit")
     assert torch.equal(first, next(iter(again.val_dataloader()))["mask"])
+
+
+def test_dust_probability_reaches_the_masks() -> None:
+    # dust specks are small round blobs: with dust_p=1 every mask holds more marked pixels than
+    # the same crops' scratches alone (same seed: the same crops and scratches are drawn)
+    def marked(dust_p: float) -> list[float]:
+        dm = ScratchDataModule(
+            crop_size=64, batch_size=2, train_length=6, val_length=2, dust_p=dust_p
+        )
+        dm.setup("fit")
+        return [dm.train_set[i]["mask"].sum().item() for i in range(6)]
+
+    assert sum(marked(1.0)) > sum(marked(0.0))

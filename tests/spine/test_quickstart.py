@@ -50,3 +50,16 @@ def test_quickstart_chains_stages_restores_heldback_photos_and_reuses_them(tmp_p
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("already trained") + second.stderr.count("already trained") == 4
     assert {s: (root / s / "done.json").stat().st_mtime_ns for s in markers} == stamps
+
+    # a changed stage config retrains that stage and those fed by it; the old run is kept
+    changed = [*args, 'chain.stages.vae1.overrides=["model.lr=1e-4"]']
+    third = run_cli("revive-train", changed, cwd=tmp_path)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.stdout.count("already trained") + third.stderr.count("already trained") == 2
+    after = {s: (root / s / "done.json").stat().st_mtime_ns for s in markers}
+    assert [s for s in markers if after[s] != stamps[s]] == ["vae1", "mapping_scratch"]
+    assert len(list(root.glob("vae1-*/done.json"))) == 1  # the previous VAE1 run, moved aside
+    vae1 = torch.load(
+        json.loads((root / "vae1" / "done.json").read_text())["checkpoint"], weights_only=True
+    )
+    assert vae1["hyper_parameters"]["lr"] == 1e-4

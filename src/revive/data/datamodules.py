@@ -101,14 +101,16 @@ class PhotoDataModule(pl.LightningDataModule):
 class ScratchDataModule(PhotoDataModule):
     """Gray crops with synthetic scratches and their exact masks, for the scratch detector.
 
-    Extra option: ``degradation`` (a preset applied before the scratches, or None).
+    Extra options: ``degradation`` (a preset applied before the scratches, or None) and
+    ``dust_p`` (probability of dust specks, labelled as damage).
     """
 
     def make_dataset(self, split: str, length: int, seed: int) -> ReseedableDataset:
         source = PhotoSource(self.hparams.data_dir, split)
         preset = self.hparams.get("degradation")
         before = build_degradation(preset, seed=seed + 1) if preset else None
-        return ScratchDataset(source, self.hparams.crop_size, length, seed, before)
+        dust_p = self.hparams.get("dust_p", 0.5)
+        return ScratchDataset(source, self.hparams.crop_size, length, seed, before, dust_p)
 
 
 class VAE2DataModule(PhotoDataModule):

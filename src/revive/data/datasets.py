@@ -42,12 +42,12 @@ def crop_transforms(crop_size: int) -> list[A.BasicTransform]:
     return [A.RandomCrop(crop_size, crop_size, p=1.0), A.HorizontalFlip(p=0.5)]
 
 
-def scratch_overlays() -> list[A.BasicTransform]:
-    """The detector's damage: scratches always, dust specks half the time.
+def scratch_overlays(dust_p: float = 0.5) -> list[A.BasicTransform]:
+    """The detector's damage: scratches always, dust specks with probability ``dust_p``.
 
     Creases are left out: their shading band changes wide areas that are not scratches.
     """
-    return [AddScratches(p=1.0), AddDust(p=0.5)]
+    return [AddScratches(p=1.0), AddDust(p=dust_p)]
 
 
 class ReseedableDataset(Dataset):
@@ -85,6 +85,7 @@ class ScratchDataset(ReseedableDataset):
         length: int,
         seed: int,
         degradation: A.BasicTransform | None = None,
+        dust_p: float = 0.5,
     ) -> None:
         self.source = source
         self.crop_size = crop_size
@@ -96,7 +97,7 @@ class ScratchDataset(ReseedableDataset):
                     *crop_transforms(crop_size),
                     *before,
                     A.ToGray(num_output_channels=1, p=1.0),
-                    *scratch_overlays(),
+                    *scratch_overlays(dust_p),
                 ]
             ),
             seed,

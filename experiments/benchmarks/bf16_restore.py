@@ -1,0 +1,117 @@
+"""How far ``revive-restore precision=bf16`` drifts from fp32 with *trained* stages, and its speed.
+
+``throughput.py`` measures the drift of the paper-width networks with random weights, where the
+InstanceNorms re-amplify bf16's rounding (see the README). This script takes the stages the
+quickstart trained (or any ``revive-restore`` checkpoints folder), damages the held-back photos
+as the quickstart does, and restores each in fp32 and in bf16:
+
+- ``network``: the restoration network alone, both precisions given the fp32 detector's mask;
+- ``end to end``: the whole pipeline, the detector included (its mask can differ in bf16).
+
+PSNR of the bf16 uint8 output against the fp32 one; seconds are the best of ``--repeats`` runs
+of the whole pipeline per photo, both precisions in this process.
+
+    python experiments/benchmarks/bf16_restore.py                        # quickstart's stages
+    python experiments/benchmarks/bf16_restore.py --checkpoints DIR --crop 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from revive.data.sample import VAL_PHOTOS, sample_photo
+from revive.pipelines.heldback import damage
+from revive.pipelines.restore import OldPhotoRestorer, to_input, to_uint8
+
+HERE = Path(__file__).resolve().parent
+
+
+def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def best_seconds(pipe: OldPhotoRestorer, image: np.ndarray, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        pipe.restore(image)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@torch.no_grad()
+def network_output(pipe: OldPhotoRestorer, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The scratch mapping's restoration of ``image`` with a given mask, in ``pipe``'s precision."""
+    restorer = pipe.scratch_mapping or pipe.quality
+    x = to_input(image)
+    m = torch.from_numpy(mask)[None, None].float()
+    if restorer.kind != "quality":
+        x = x * (1 - m) + m
+    with pipe._autocast():
+        out = restorer(x, m if restorer.kind != "quality" else None).float()
+    return to_uint8(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoints", default="logs/quickstart/restore_checkpoints")
+    parser.add_argument("--crop", type=int, default=256, help="top-left crop of each photo")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(HERE / "bf16_restore"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pipes = {p: OldPhotoRestorer.from_dir(args.checkpoints, precision=p) for p in ("fp32", "bf16")}
+    rows = []
+    for k, name in enumerate(VAL_PHOTOS):
+        clean = np.ascontiguousarray(sample_photo(name)[: args.crop, : args.crop])
+        image = damage(clean, "official", True, 10 * k)
+        mask = pipes["fp32"].detect(image)
+        net = {p: network_output(pipe, image, mask) for p, pipe in pipes.items()}
+        full = {p: pipe.restore(image) for p, pipe in pipes.items()}
+        seconds = {p: best_seconds(pipe, image, args.repeats) for p, pipe in pipes.items()}
+        rows.append(
+            {
+                "photo": name,
+                "size": list(image.shape[:2]),
+                "network_psnr": psnr_uint8(net["bf16"], net["fp32"]),
+                "end_to_end_psnr": psnr_uint8(full["bf16"][0], full["fp32"][0]),
+                "mask_agreement": float((full["bf16"][1] == full["fp32"][1]).mean()),
+                "fp32_s": seconds["fp32"],
+                "bf16_s": seconds["bf16"],
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(
+        json.dumps(
+            {"checkpoints": args.checkpoints, "threads": args.threads, "rows": rows}, indent=2
+        )
+    )
+    lines = [
+        f"Checkpoints `{args.checkpoints}`, held-back photos (top-left {args.crop} px, `official` "
+        f"damage + scratches), {args.threads} threads, best of {args.repeats}.",
+        "",
+        "| photo | network bf16 vs fp32 | end to end | mask pixels equal | fp32 s | bf16 s | speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['photo']} | {r['network_psnr']:.1f} dB | {r['end_to_end_psnr']:.1f} dB | "
+            f"{100 * r['mask_agreement']:.2f} % | {r['fp32_s']:.2f} | {r['bf16_s']:.2f} | "
+            f"{r['fp32_s'] / r['bf16_s']:.2f}x |"
+        )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
