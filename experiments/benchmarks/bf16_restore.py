@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256, help="top-left crop of each photo")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(HERE / "bf16_restore_256"), help="path stem of the .json / .md")
+    parser.add_argument("--out", help="path stem of the .json / .md (bf16_restore_<crop>)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pipes = {p: OldPhotoRestorer.from_dir(args.checkpoints, precision=p) for p in ("fp32", "bf16")}
@@ -90,7 +90,7 @@ def main() -> None:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    out = Path(args.out)
+    out = Path(args.out or HERE / f"bf16_restore_{args.crop}")
     out.with_suffix(".json").write_text(
         json.dumps(
             {"checkpoints": args.checkpoints, "threads": args.threads, "rows": rows}, indent=2
