@@ -5,7 +5,7 @@ InstanceNorms re-amplify bf16's rounding (see the README). This script takes the
 quickstart trained (or any ``revive-restore`` checkpoints folder), damages the held-back photos
 as the quickstart does, and restores each in fp32 and in bf16:
 
-- ``network``: the restoration network alone, both precisions given the fp32 detector's mask;
+- ``network``: both precisions restore with the fp32 detector's mask (the networks' drift);
 - ``end to end``: the whole pipeline, the detector included (its mask can differ in bf16).
 
 PSNR of the bf16 uint8 output against the fp32 one; seconds are the best of ``--repeats`` runs
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -27,37 +26,27 @@ import numpy as np
 import torch
 
 from revive.data.sample import VAL_PHOTOS, sample_photo
-from revive.pipelines.heldback import damage
-from revive.pipelines.restore import OldPhotoRestorer, to_input, to_uint8
+from revive.metrics.image import psnr
+from revive.pipelines.heldback import damage, unit
+from revive.pipelines.restore import OldPhotoRestorer
 
 HERE = Path(__file__).resolve().parent
 
 
 def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    return psnr(unit(a), unit(b)).item()  # inf where the outputs are equal
 
 
-def best_seconds(pipe: OldPhotoRestorer, image: np.ndarray, repeats: int) -> float:
+def timed_restore(
+    pipe: OldPhotoRestorer, image: np.ndarray, repeats: int
+) -> tuple[float, tuple[np.ndarray, np.ndarray | None]]:
+    """The best of ``repeats`` whole-pipeline runs (seconds) and the pipeline's output."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        pipe.restore(image)
+        out = pipe.restore(image)
         times.append(time.perf_counter() - start)
-    return min(times)
-
-
-@torch.no_grad()
-def network_output(pipe: OldPhotoRestorer, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The scratch mapping's restoration of ``image`` with a given mask, in ``pipe``'s precision."""
-    restorer = pipe.scratch_mapping or pipe.quality
-    x = to_input(image)
-    m = torch.from_numpy(mask)[None, None].float()
-    if restorer.kind != "quality":
-        x = x * (1 - m) + m
-    with pipe._autocast():
-        out = restorer(x, m if restorer.kind != "quality" else None).float()
-    return to_uint8(out)
+    return min(times), out
 
 
 def main() -> None:
@@ -75,9 +64,10 @@ def main() -> None:
         clean = np.ascontiguousarray(sample_photo(name)[: args.crop, : args.crop])
         image = damage(clean, "official", True, 10 * k)
         mask = pipes["fp32"].detect(image)
-        net = {p: network_output(pipe, image, mask) for p, pipe in pipes.items()}
-        full = {p: pipe.restore(image) for p, pipe in pipes.items()}
-        seconds = {p: best_seconds(pipe, image, args.repeats) for p, pipe in pipes.items()}
+        net = {p: pipe.restore(image, mask)[0] for p, pipe in pipes.items()}
+        seconds, full = {}, {}
+        for p, pipe in pipes.items():
+            seconds[p], full[p] = timed_restore(pipe, image, args.repeats)
         rows.append(
             {
                 "photo": name,

@@ -52,6 +52,18 @@ def test_full_resolution_detection_gives_a_mask_of_the_photo_size(checkpoints) -
     assert restorer.detect(photo(45, 70)).shape == (45, 70)
 
 
+def test_a_given_mask_replaces_the_detector_unless_scratch_is_off(checkpoints) -> None:
+    image = photo(32, 32, 4)
+    given = np.zeros((32, 32), np.uint8)
+    given[10:14, :] = 1
+    restorer = OldPhotoRestorer.from_dir(checkpoints, scratch="on")
+    restored, used = restorer.restore(image, given)
+    assert used is given
+    assert not np.array_equal(restored, restorer.restore(image, np.zeros_like(given))[0])
+    off = OldPhotoRestorer.from_dir(checkpoints, scratch="off")
+    assert off.restore(image, given)[1] is None
+
+
 def test_output_names_never_collide() -> None:
     root = Path("/x")
     names = output_names(

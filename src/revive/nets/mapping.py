@@ -107,6 +107,15 @@ class LatentMapping(nn.Module):
     painted-white scratches is replaced by that of their surroundings (every cell any scratched
     pixel falls in), so an untrained scratch mapping inpaints by local averaging rather than
     keeping the white paint, and training learns the correction.
+
+    Parameters every mapping takes:
+
+    :param in_channels: latent channels (64).
+    :param channels: width of the middle (``map_mc``, 512).
+    :param n_blocks: ResnetBlocks after the global branch (``mapping_n_block``: 6; HR mode 2).
+    :param norm: ``instance`` (official) or ``none`` in every block, see
+        ``revive.nets.vae.norm_layer``.
+    :param residual: the skip described above.
     """
 
     def __init__(
@@ -146,11 +155,7 @@ class LatentMapping(nn.Module):
 class QualityMapping(LatentMapping):
     """Mapping for unstructured degradation (official ``Mapping_Model``): z -> z'.
 
-    :param in_channels: latent channels (64).
-    :param channels: width of the middle (``map_mc``, 512).
-    :param n_blocks: ResnetBlocks in the middle (``mapping_n_block``, 6).
-    :param norm: ``instance`` (official) or ``none``, see ``revive.nets.vae.norm_layer``.
-    :param residual: see ``LatentMapping``.
+    Parameters as in ``LatentMapping``; no global branch.
     """
 
     def __init__(
@@ -173,10 +178,8 @@ class ScratchMapping(LatentMapping):
     """Mapping with the partial nonlocal global branch (official ``Mapping_Model_with_mask``).
 
     head -> ``global_branch`` (PartialNonLocal) -> tail (``n_blocks`` ResnetBlocks + convs).
+    Parameters of ``LatentMapping`` (in_channels, channels, n_blocks, norm, residual), and:
 
-    :param in_channels: latent channels (64).
-    :param channels: width of the middle (512).
-    :param n_blocks: ResnetBlocks after the global branch (6).
     :param global_branch: False drops the nonlocal block (ablation "no global branch"); the net
         is then a QualityMapping and ignores the mask.
     :param use_mask: False runs the block as a plain nonlocal block with residual fusion
@@ -184,8 +187,6 @@ class ScratchMapping(LatentMapping):
     :param mask_downsample: ``official`` or ``maxpool`` (SPEC §2), see ``downsample_mask``.
     :param attention: ``sdpa`` (memory-linear) or ``naive`` (official hw x hw).
     :param query_chunk: queries per attention call.
-    :param norm: ``instance`` (official) or ``none`` in the head and tail.
-    :param residual: see ``LatentMapping``.
     """
 
     def __init__(
@@ -231,15 +232,12 @@ class PatchAttentionMapping(LatentMapping):
     head (4 convs + 2 ResnetBlocks) -> attention(8) -> 2 ResnetBlocks -> attention(4) ->
     2 ResnetBlocks -> attention(2) -> tail (2 ResnetBlocks + convs). The latent sides should be
     multiples of the largest patch size (image multiple of 32), see ``PatchAttention``.
+    Parameters of ``LatentMapping``, with ``n_blocks`` the ResnetBlocks before, between and after
+    the attentions (official 2), and:
 
-    :param in_channels: latent channels (64).
-    :param channels: width of the middle (512).
     :param patch_sizes: one PatchAttention per size, coarse to fine.
-    :param n_blocks: ResnetBlocks before, between and after the attentions (official 2).
     :param fill_border: see ``PatchAttention``.
     :param query_chunk: hole patches per similarity block.
-    :param norm: ``instance`` (official) or ``none``.
-    :param residual: see ``LatentMapping``.
     """
 
     def __init__(

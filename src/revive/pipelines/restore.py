@@ -175,9 +175,17 @@ class OldPhotoRestorer:
         return self.scratch_mapping, True  # an empty mask makes the scratch mapping a quality one
 
     @torch.no_grad()
-    def restore(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Restore a uint8 RGB photo; return the restored photo and the scratch mask used."""
-        mask = self.detect(image) if self.scratch in ("auto", "on") else None
+    def restore(
+        self, image: np.ndarray, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Restore a uint8 RGB photo; return the restored photo and the scratch mask used.
+
+        ``mask`` (H, W) {0, 1}, when given, replaces the detector's (with ``scratch`` auto or on).
+        """
+        if self.scratch == "off":
+            mask = None
+        elif mask is None:
+            mask = self.detect(image)
         if self.scratch == "on" and self.scratch_mapping is None:
             raise ValueError("scratch=on needs mapping_scratch.ckpt in the checkpoints folder.")
         restorer, with_mask = self.choose(mask)
