@@ -99,3 +99,15 @@ def test_cli_restores_good_files_reports_bad_ones_and_resumes(checkpoints, tmp_p
     report = json.loads((out / "report.json").read_text())
     assert report["done"] == ["odd"] and len(report["resumed"]) == 3
     assert (out / "restored" / "gray.png").stat().st_mtime_ns == kept
+
+
+def test_a_given_threshold_replaces_the_detectors(checkpoints) -> None:
+    image = photo(32, 32, 5)
+    stored = OldPhotoRestorer.from_dir(checkpoints)
+    low = OldPhotoRestorer.from_dir(checkpoints, threshold=0.01)
+    high = OldPhotoRestorer.from_dir(checkpoints, threshold=0.99)
+    assert low.threshold == 0.01 and high.threshold == 0.99 and stored.threshold != 0.01
+    assert low.detect(image).sum() >= stored.detect(image).sum() >= high.detect(image).sum()
+    assert low.detect(image).sum() > high.detect(image).sum()
+    with pytest.raises(ValueError, match="threshold=1.5"):
+        OldPhotoRestorer.from_dir(checkpoints, threshold=1.5)

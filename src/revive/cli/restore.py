@@ -17,7 +17,13 @@ from revive.utils.reliability import check_options
 log = logging.getLogger(__name__)
 
 
-OPTION_TYPES = {"detect_short_side": int, "precision": str, "hr": bool, "max_pixels": int}
+OPTION_TYPES = {
+    "detect_short_side": int,
+    "threshold": float,
+    "precision": str,
+    "hr": bool,
+    "max_pixels": int,
+}
 MIN_SIDE = 8  # the VAEs encode at 1/4 scale and reflect-pad there: smaller photos cannot pass
 
 
@@ -30,6 +36,7 @@ def restore_folder(cfg: DictConfig) -> int:
         cfg.checkpoints,
         scratch=cfg.scratch,
         detect_short_side=cfg.detect_short_side,
+        threshold=cfg.get("threshold"),
         precision=cfg.precision,
         hr=cfg.hr,
     )

@@ -25,11 +25,18 @@ log = logging.getLogger(__name__)
 
 def damage(photo: np.ndarray, degradation: str, scratches: bool, seed: int) -> np.ndarray:
     """A reproducible old-photo version of ``photo``: a preset, then (optionally) scratches."""
+    return damage_with_mask(photo, degradation, scratches, seed)[0]
+
+
+def damage_with_mask(
+    photo: np.ndarray, degradation: str, scratches: bool, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``damage`` and the exact mask (H, W) uint8 {0, 1} of the scratches it drew."""
     damaged, _ = degrade(build_degradation(degradation, seed=seed), photo)
+    out = {"image": damaged, "mask": np.zeros(photo.shape[:2], np.uint8)}
     if scratches:
-        overlay = seed_compose(A.Compose([AddScratches(p=1.0)]), seed + 1)
-        damaged = overlay(image=damaged, mask=np.zeros(photo.shape[:2], np.uint8))["image"]
-    return damaged
+        out = seed_compose(A.Compose([AddScratches(p=1.0)]), seed + 1)(**out)
+    return out["image"], out["mask"]
 
 
 def unit(image: np.ndarray) -> torch.Tensor:

@@ -76,6 +76,8 @@ class OldPhotoRestorer:
     :param scratch: ``auto`` (scratch mapping where the detector finds scratches), ``on``, ``off``.
     :param detect_short_side: the detector runs at this short side and its mask is upsampled
         (official 256); 0 runs it at full resolution.
+    :param threshold: scratch probability above which a pixel is masked; ``from_dir`` takes the
+        detector checkpoint's (official 0.4) unless given.
     :param precision: ``fp32`` (exact, as the official networks) or ``bf16`` (autocast: faster on
         CPUs with AMX and on GPUs, not bit-exact; experiments/benchmarks/throughput.py measures
         how far it drifts).
@@ -124,6 +126,12 @@ class OldPhotoRestorer:
         if "detector" in files:
             detector, hp = load_detector(files["detector"])
             detector, threshold = freeze(detector), hp["threshold"]
+        given = options.pop("threshold", None)
+        if given is not None:
+            if not 0 < given < 1:
+                raise ValueError(f"threshold={given} must lie between 0 and 1 (a probability).")
+            threshold = float(given)
+        log.info("Scratch threshold %.2f", threshold)
         for name, path in files.items():
             log.info("Restore stage %s: %s", name, path)
         return cls(
