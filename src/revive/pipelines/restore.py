@@ -131,7 +131,9 @@ class OldPhotoRestorer:
             if not 0 < given < 1:
                 raise ValueError(f"threshold={given} must lie between 0 and 1 (a probability).")
             threshold = float(given)
-        log.info("Scratch threshold %.2f", threshold)
+        if detector is not None:
+            source = "given" if given is not None else "from detector.ckpt"
+            log.info("Scratch threshold %.2f (%s)", threshold, source)
         for name, path in files.items():
             log.info("Restore stage %s: %s", name, path)
         return cls(
