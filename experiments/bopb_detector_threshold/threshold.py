@@ -67,6 +67,7 @@ def detection_table(detector, thresholds: np.ndarray, split: str, crops: int, se
 
 
 def f_beta(precision: float, recall: float, beta: float) -> float:
+    """F-score weighting recall ``beta`` times as much as precision (beta < 1 favours precision)."""
     b2 = beta * beta
     return (1 + b2) * precision * recall / max(b2 * precision + recall, 1e-12)
 
