@@ -23,8 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from revive.data.datasets import PhotoSource, ScratchDataset
-from revive.data.degradations import build_degradation
+from revive.data.datamodules import ScratchDataModule
 from revive.data.sample import TRAIN_PHOTOS, VAL_PHOTOS, sample_photo
 from revive.metrics.image import psnr
 from revive.models.stages import freeze, load_detector
@@ -36,9 +35,7 @@ HERE = Path(__file__).resolve().parent
 
 def detection_table(detector, thresholds: np.ndarray, split: str, crops: int, seed: int) -> list:
     """Pooled pixel counts over ``crops`` fresh 256 px crops of ``split`` -> scores per threshold."""
-    data = ScratchDataset(
-        PhotoSource(None, split), 256, crops, seed, build_degradation("official", seed=seed + 1)
-    )
+    data = ScratchDataModule(crop_size=256, degradation="official").make_dataset(split, crops, seed)
     tp, fp, fn = (np.zeros(len(thresholds)) for _ in range(3))
     for i in range(crops):
         sample = data[i]
