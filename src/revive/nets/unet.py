@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from revive.nets.layers import ReflectionPad2d, reflect_pad
+
 
 class BlurPool(nn.Module):
     """Anti-aliased stride-2 downsampling: a depthwise 3x3 binomial blur, then subsampling."""
@@ -23,13 +25,13 @@ class BlurPool(nn.Module):
         self.register_buffer("filt", kernel.expand(channels, 1, 3, 3).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        x = reflect_pad(x, (1, 1, 1, 1))
         return F.conv2d(x, self.filt, stride=2, groups=x.shape[1])
 
 
 def conv_bn_lrelu(c_in: int, c_out: int, batch_norm: bool) -> list[nn.Module]:
     """ReflectionPad + 3x3 conv (+ BatchNorm) + LeakyReLU(0.2): the official conv unit."""
-    layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
+    layers: list[nn.Module] = [ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
     if batch_norm:
         layers.append(nn.BatchNorm2d(c_out))
     layers.append(nn.LeakyReLU(0.2, inplace=True))
@@ -56,7 +58,7 @@ class UpBlock(nn.Module):
         super().__init__()
         self.up = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            nn.ReflectionPad2d(1),
+            ReflectionPad2d(1),
             nn.Conv2d(c_in, c_out, 3),
         )
         self.conv_block = ConvBlock(2 * c_out, c_out, batch_norm)
@@ -86,7 +88,7 @@ class ScratchUNet(nn.Module):
         self.depth = depth
         width = [2 ** (wf + i) for i in range(depth + 1)]
         self.first = nn.Sequential(
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, width[0], 7), nn.LeakyReLU(0.2, True)
+            ReflectionPad2d(3), nn.Conv2d(in_channels, width[0], 7), nn.LeakyReLU(0.2, True)
         )
         self.down_sample = nn.ModuleList(
             nn.Sequential(*conv_bn_lrelu(width[i], width[i], batch_norm), BlurPool(width[i]))
@@ -98,7 +100,7 @@ class ScratchUNet(nn.Module):
         self.up_path = nn.ModuleList(
             UpBlock(width[i + 1], width[i], batch_norm) for i in reversed(range(depth))
         )
-        self.last = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(width[0], out_channels, 3))
+        self.last = nn.Sequential(ReflectionPad2d(1), nn.Conv2d(width[0], out_channels, 3))
 
     @property
     def multiple(self) -> int:

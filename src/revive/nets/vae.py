@@ -28,6 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from revive.nets.layers import ReflectionPad2d
+
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
     """Draw every conv weight from N(0, std), as the official ``weights_init`` does.
@@ -66,11 +68,11 @@ class ResnetBlock(nn.Module):
     def __init__(self, channels: int, norm: str = "instance") -> None:
         super().__init__()
         self.conv_block = nn.Sequential(
-            nn.ReflectionPad2d(1),
+            ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
             norm_layer(norm, channels),
             nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1),
+            ReflectionPad2d(1),
             nn.Conv2d(channels, channels, 3),
             norm_layer(norm, channels),
         )
@@ -95,7 +97,7 @@ class VAEEncoder(nn.Sequential):
     ) -> None:
         c0, c1, c2 = _vae_widths(ngf, mc)
         super().__init__(
-            nn.ReflectionPad2d(3),
+            ReflectionPad2d(3),
             nn.Conv2d(in_channels, c0, 7),
             norm_layer(norm, c0),
             nn.ReLU(inplace=True),
@@ -128,7 +130,7 @@ class VAEDecoder(nn.Sequential):
             nn.ConvTranspose2d(c1, c0, 4, stride=2, padding=1),
             norm_layer(norm, c0),
             nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(3),
+            ReflectionPad2d(3),
             nn.Conv2d(c0, out_channels, 7),
             nn.Tanh(),
         )
