@@ -92,6 +92,7 @@ class ScratchModelSchema:
     threshold: float = 0.4
     tta_flip: bool = False
     channels_last: bool = True
+    torch_compile: bool = False
 
 
 @dataclass
@@ -144,6 +145,7 @@ class VAEModelSchema:
     epochs_constant: int = 100
     epochs_decay: int = 100
     channels_last: bool = False
+    torch_compile: bool = False
     init_from: str | None = None
 
 
@@ -184,6 +186,7 @@ class MappingModelSchema:
     epochs_constant: int = 150
     epochs_decay: int = 100
     channels_last: bool = False
+    torch_compile: bool = False
 
 
 SCHEMAS = {
@@ -259,6 +262,7 @@ class TTSRModelSchema:
     lr_decay_epochs: int = 999999
     lr_gamma: float = 0.5
     channels_last: bool = True
+    torch_compile: bool = False
 
 
 SCHEMAS[("data", "sr_schema")] = SRDataSchema

@@ -19,6 +19,7 @@ from revive.losses.perceptual import VGGPerceptualLoss
 from revive.metrics.image import psnr, ssim
 from revive.metrics.lpips import build_lpips
 from revive.models.base import GANModule, linear_decay_schedulers
+from revive.models.compiled import CompiledNetworks
 from revive.models.memory_format import ChannelsLastBatches, to_channels_last
 from revive.models.stages import freeze, load_vae
 from revive.nets.discriminators import MultiscaleDiscriminator
@@ -73,7 +74,7 @@ class Restorer(nn.Module):
         return self.vae2.decode(self.map_latent(degraded, mask))
 
 
-class MappingModule(ChannelsLastBatches, GANModule):
+class MappingModule(CompiledNetworks, ChannelsLastBatches, GANModule):
     """Train the latent mapping (quality or scratch) on top of two frozen stage-1 VAEs.
 
     :param mapping: ``kind`` plus the network's arguments (``channels``, ``n_blocks``, ...).
@@ -83,7 +84,13 @@ class MappingModule(ChannelsLastBatches, GANModule):
         trained end to end on images only (no stage-1 weights, no latent loss).
     :param weights: ``latent``, ``gan``, ``feat``, ``vgg``, ``l1``.
     :param channels_last: weights and batches in channels_last memory format.
+    :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
     """
+
+    compiled_networks = (
+        "restorer.vae1.encoder", "restorer.mapping", "restorer.vae2.encoder",
+        "restorer.vae2.decoder", "image_d", "vgg",
+    )
 
     def __init__(
         self,
@@ -104,6 +111,7 @@ class MappingModule(ChannelsLastBatches, GANModule):
         epochs_constant: int = 150,
         epochs_decay: int = 100,
         channels_last: bool = False,
+        torch_compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

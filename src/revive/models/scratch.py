@@ -10,12 +10,13 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAUROC, BinaryF1Score, BinaryJaccardIndex
 
 from revive.losses.segmentation import build_segmentation_loss
+from revive.models.compiled import CompiledNetworks
 from revive.models.memory_format import ChannelsLastBatches, to_channels_last
 from revive.nets.unet import ScratchUNet
 from revive.utils.images import gray_to_rgb, make_grid, to_unit
 
 
-class ScratchDetector(ChannelsLastBatches, pl.LightningModule):
+class ScratchDetector(CompiledNetworks, ChannelsLastBatches, pl.LightningModule):
     """Train the scratch U-Net on synthetic scratches with their exact masks.
 
     :param net: ``ScratchUNet`` arguments (``depth``, ``wf``, ...).
@@ -23,7 +24,10 @@ class ScratchDetector(ChannelsLastBatches, pl.LightningModule):
     :param threshold: probability above which a pixel is a scratch (official 0.4).
     :param tta_flip: average the prediction with that of the horizontally flipped input.
     :param channels_last: weights and batches in channels_last memory format (faster convs).
+    :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
     """
+
+    compiled_networks = ("net",)
 
     def __init__(
         self,
@@ -36,6 +40,7 @@ class ScratchDetector(ChannelsLastBatches, pl.LightningModule):
         threshold: float = 0.4,
         tta_flip: bool = False,
         channels_last: bool = False,
+        torch_compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

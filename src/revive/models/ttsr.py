@@ -27,6 +27,7 @@ from revive.losses.gan import gradient_penalty, wgan_d_loss, wgan_g_loss
 from revive.losses.perceptual import VGGFeatureMSE
 from revive.losses.transferal import TransferalPerceptualLoss
 from revive.metrics.image import psnr_ssim
+from revive.models.compiled import CompiledNetworks
 from revive.models.memory_format import ChannelsLastBatches, to_channels_last
 from revive.nets.ttsr import TTSR, Discriminator, TTSROutput
 from revive.nets.vgg import find_vgg19_weights, missing_vgg19_message
@@ -39,7 +40,7 @@ LOSS_SETS = ("rec", "all")
 SCALE = 4
 
 
-class TTSRModule(ChannelsLastBatches, pl.LightningModule):
+class TTSRModule(CompiledNetworks, ChannelsLastBatches, pl.LightningModule):
     """Train TTSR (``losses="all"``) or TTSR-rec (``losses="rec"``) with the official recipe.
 
     :param net: ``TTSR`` arguments: ``n_feats``, ``num_res_blocks``, ``res_scale`` and the ablation
@@ -57,7 +58,11 @@ class TTSRModule(ChannelsLastBatches, pl.LightningModule):
         rates are multiplied by ``lr_gamma`` every ``lr_decay_epochs`` epochs after the warm-up
         (official ``decay=999999``: constant).
     :param channels_last: weights and batches in channels_last memory format.
+    :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
     """
+
+    # not the WGAN-GP critic: its penalty differentiates a gradient (double backward)
+    compiled_networks = ("ttsr", "perceptual")
 
     def __init__(
         self,
@@ -80,6 +85,7 @@ class TTSRModule(ChannelsLastBatches, pl.LightningModule):
         lr_decay_epochs: int = 999999,
         lr_gamma: float = 0.5,
         channels_last: bool = False,
+        torch_compile: bool = False,
     ) -> None:
         super().__init__()
         if losses not in LOSS_SETS:

@@ -21,6 +21,7 @@ from revive.losses.perceptual import VGGPerceptualLoss
 from revive.metrics.domain import mmd_rbf, patch_accuracy
 from revive.metrics.image import psnr, ssim
 from revive.models.base import GANModule, linear_decay_schedulers
+from revive.models.compiled import CompiledNetworks
 from revive.models.memory_format import ChannelsLastBatches, to_channels_last
 from revive.models.stages import load_vae
 from revive.nets.discriminators import MultiscaleDiscriminator
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 REAL, SYNTHETIC = 1, 0  # the official per-sample domain flag ("inst")
 
 
-class VAEModule(ChannelsLastBatches, GANModule):
+class VAEModule(CompiledNetworks, ChannelsLastBatches, GANModule):
     """Train VAE1 (``latent_gan=True``) or VAE2 with the official losses and schedule.
 
     :param net: ``VAE`` arguments (``ngf``, ``mc``, ``learned_variance``).
@@ -42,10 +43,13 @@ class VAEModule(ChannelsLastBatches, GANModule):
     :param weights: loss weights ``gan``, ``feat``, ``vgg``, ``kl``, ``latent_gan``, ``l1``.
     :param l1_if_no_vgg: pixel L1 weight used instead when the VGG term is disabled.
     :param channels_last: weights and batches in channels_last memory format.
+    :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
     :param init_from: a VAE1 or VAE2 checkpoint whose VAE weights start a fresh run (not
         official). The small VAE1 starts from the small VAE2: minutes of fine-tuning then keep
         its latent close to VAE2's, which a residual mapping needs to start at the identity.
     """
+
+    compiled_networks = ("vae.encoder", "vae.decoder", "image_d", "latent_d", "vgg")
 
     def __init__(
         self,
@@ -63,6 +67,7 @@ class VAEModule(ChannelsLastBatches, GANModule):
         epochs_constant: int = 100,
         epochs_decay: int = 100,
         channels_last: bool = False,
+        torch_compile: bool = False,
         init_from: str | None = None,
     ) -> None:
         super().__init__()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from revive.nets.layers import InstanceNorm2d
 from revive.nets.vae import init_weights
 
 
@@ -43,7 +44,7 @@ class NLayerDiscriminator(nn.Module):
             layers.append(
                 nn.Sequential(
                     _conv(prev, width, stride, spectral_norm),
-                    nn.InstanceNorm2d(width),
+                    InstanceNorm2d(width),
                     nn.LeakyReLU(0.2, True),
                 )
             )

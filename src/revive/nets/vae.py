@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from revive.nets.layers import ReflectionPad2d
+from revive.nets.layers import InstanceNorm2d, ReflectionPad2d
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -53,7 +53,7 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     Neither has parameters or buffers, so both load the same state_dicts.
     """
     if kind == "instance":
-        return nn.InstanceNorm2d(channels)
+        return InstanceNorm2d(channels)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"VAE norm must be one of {NORMS}, got '{kind}' (option model.net.norm).")
