@@ -17,6 +17,7 @@ runs) and the fastest setting (bf16 autocast with the model's ``channels_last`` 
     python experiments/benchmarks/throughput.py           # all models, ~9 min on 2 idle cores (estimate)
     python experiments/benchmarks/throughput.py --quick   # tiny widths: checks the script (1-2 min)
     python experiments/benchmarks/throughput.py --models ttsr --settings fp32 fp32_cl bf16 bf16_cl
+    python experiments/benchmarks/throughput.py --settings fp32 fast compiled  # + torch.compile
     python experiments/benchmarks/throughput.py --curves  # 200-step loss curves (see --help)
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import subprocess
 import sys
@@ -47,6 +49,7 @@ class Setting:
     name: str
     bf16: bool
     channels_last: bool
+    compiled: bool = False  # model.torch_compile: training networks compiled, training only
 
     @property
     def dtype(self) -> str:
@@ -62,7 +65,9 @@ SETTINGS = {
     "fp32_cl": Setting("fp32_cl", bf16=False, channels_last=True),
     "bf16": Setting("bf16", bf16=True, channels_last=False),
     "bf16_cl": Setting("bf16_cl", bf16=True, channels_last=True),
+    "compiled": Setting("compiled", bf16=True, channels_last=True, compiled=True),
 }
+COMPILE_WARMUP = 2  # steps that compile (the discriminators see new inputs in the second)
 
 
 def resolve_setting(name: str, default_channels_last: bool) -> Setting:
@@ -197,14 +202,16 @@ def time_inference(model, forward, inputs: dict, setting: Setting, opts) -> dict
     }
 
 
-def make_step_timer(opts, profile_below: float):
-    """A Lightning callback: FLOPs on the first batch, then timed batches, then (if the achieved
-    GFLOP/s is below ``profile_below``) one batch under torch.profiler."""
+def make_step_timer(opts, profile_below: float, warmup: int = 1, count_flops: bool = True):
+    """A Lightning callback: ``warmup`` untimed batches (FLOPs counted on the first), then timed
+    batches, then (if the achieved GFLOP/s is below ``profile_below``) one batch under
+    torch.profiler."""
     import pytorch_lightning as pl
 
     class StepTimer(pl.Callback):
         def __init__(self) -> None:
             self.times: list[float] = []
+            self.warmup_seconds = 0.0
             self.gflop = 0.0
             self.profiler = None
             self._context = nullcontext()
@@ -217,7 +224,7 @@ def make_step_timer(opts, profile_below: float):
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             self._context = nullcontext()
-            if batch_idx == 0:
+            if batch_idx == 0 and count_flops:
                 self._context = flop_counter()
             elif self.timed_enough:
                 self._context = self.profiler = torch_profiler()
@@ -227,8 +234,10 @@ def make_step_timer(opts, profile_below: float):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             elapsed = time.perf_counter() - self.t0
             self._context.__exit__(None, None, None)
-            if batch_idx == 0:
+            if batch_idx == 0 and count_flops:
                 self.gflop = self._context.get_total_flops() / 1e9
+            if batch_idx < warmup:
+                self.warmup_seconds += elapsed
             elif self._context is not self.profiler:
                 self.times.append(elapsed)
             slow = self.times and self.gflop / min(self.times) < profile_below
@@ -254,15 +263,18 @@ def time_training(
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    timer = make_step_timer(opts, profile_below)
+    warmup = COMPILE_WARMUP if setting.compiled else 1
+    # a compiled run's FLOPs are the eager run's; counting them would trace under a dispatch mode
+    timer = make_step_timer(opts, profile_below, warmup, count_flops=not setting.compiled)
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, precision=setting.trainer_precision, max_epochs=1,
-        limit_train_batches=opts.repeats + 2, limit_val_batches=0, num_sanity_val_steps=0,
+        limit_train_batches=opts.repeats + warmup + 1, limit_val_batches=0, num_sanity_val_steps=0,
         logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, callbacks=[timer],
     )  # fmt: skip
-    loader = DataLoader(samples * (opts.repeats + 2), batch_size=batch)
+    loader = DataLoader(samples * (opts.repeats + warmup + 1), batch_size=batch)
     trainer.fit(model, loader)
+    losses = {k: float(v) for k, v in trainer.callback_metrics.items()}
     timed = timer.times
     seconds = min(timed)
     result = {
@@ -270,8 +282,11 @@ def time_training(
         "steps_timed": len(timed),
         "images_per_s": batch / seconds,
         "gflop": timer.gflop,
-        "losses": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "losses": losses,
+        "finite": all(math.isfinite(v) for v in losses.values()),
     }
+    if setting.compiled:  # compile time: the warm-up steps beyond what as many steps take
+        result["compile_seconds"] = timer.warmup_seconds - warmup * seconds
     if timer.profiler is not None:
         result["top_ops"] = top_ops(timer.profiler)
     return result
@@ -380,13 +395,27 @@ def worker(name: str, settings: list[str], opts) -> dict:
         inputs = setup.inference_inputs(name, infer_size)
         forward = setup.inference_forward(name)
         default_cl = bool(cfg.model.channels_last)
-        rows, reference = [], None
+        rows, reference, failed = [], None, []
         for key in settings:
             setting = resolve_setting(key, default_cl)
             torch.manual_seed(0)
-            model = instantiate(cfg.model, channels_last=setting.channels_last)
+            model = instantiate(
+                cfg.model, channels_last=setting.channels_last, torch_compile=setting.compiled
+            )
             if name in opts.weights:
                 setup.load_trained(model, name, opts.weights[name])
+            if setting.compiled:  # training only: the inference CLIs run eager networks
+                try:
+                    train = time_training(model, samples, batch, setting, opts)
+                except Exception as error:  # noqa: BLE001 - reported in the table, others kept
+                    message = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
+                    failed.append({"setting": key, "error": message})
+                    continue
+                finally:
+                    del model
+                rows.append({"setting": key, "resolved": setting.name, "dtype": setting.dtype,
+                             "train": train, "infer": None, "profile": None})  # fmt: skip
+                continue
             infer = time_inference(model, forward, inputs, setting, opts)
             # the fastest setting is profiled where it reaches less than half the bf16 peak
             threshold = TARGET_PEAK_FRACTION * opts.peak_bf16 if setting.bf16 else 0.0
@@ -406,7 +435,7 @@ def worker(name: str, settings: list[str], opts) -> dict:
             del model
     return {"model": name, "preset": spec.paper, "crop": crop, "batch": batch,
             "paper_batch": spec.paper_batch, "infer_size": infer_size,
-            "channels_last_default": default_cl, "rows": rows}  # fmt: skip
+            "channels_last_default": default_cl, "rows": rows, "failed": failed}  # fmt: skip
 
 
 def run_model(name: str, args, peaks: dict) -> dict:
@@ -434,10 +463,16 @@ def run_model(name: str, args, peaks: dict) -> dict:
 
 
 def add_rates(result: dict, peaks: dict) -> None:
-    """GFLOP/s and the fraction of the same-dtype peak for every measured row."""
-    for row in result.get("rows", []):
+    """GFLOP/s and the fraction of the same-dtype peak for every measured row (a compiled row
+    does the baseline's FLOPs)."""
+    rows = result.get("rows", [])
+    for row in rows:
+        if not row["train"]["gflop"]:
+            row["train"]["gflop"] = rows[0]["train"]["gflop"]
         for phase in ("train", "infer"):
             r = row[phase]
+            if r is None:
+                continue
             r["gflops"] = r["gflop"] / r["seconds"]
             r["peak_fraction"] = r["gflops"] / peaks[row["dtype"]]
 
@@ -448,16 +483,23 @@ def summary(result: dict) -> dict | None:
     if len(rows) < 2:
         return None
     base = rows[0]
-    fast = max(rows[1:], key=lambda r: r["train"]["images_per_s"])
+    # a setting whose losses went non-finite does not count as the fastest
+    valid = [r for r in rows[1:] if r["train"].get("finite", True)] or rows[1:]
+    fast = max(valid, key=lambda r: r["train"]["images_per_s"])
+    # inference: the fastest row that measured it (compiled rows train only)
+    fast_infer = min((r for r in rows[1:] if r["infer"]), key=lambda r: r["infer"]["seconds"])
     return {
         "model": result["model"],
         "fastest": fast["resolved"],
+        "fastest_infer": fast_infer["resolved"],
         "train_speedup": fast["train"]["images_per_s"] / base["train"]["images_per_s"],
-        "infer_speedup": base["infer"]["seconds"] / fast["infer"]["seconds"],
+        "train_finite": fast["train"].get("finite", True),
+        "compile_seconds": fast["train"].get("compile_seconds"),
+        "infer_speedup": base["infer"]["seconds"] / fast_infer["infer"]["seconds"],
         "train_peak_fraction": fast["train"]["peak_fraction"],
-        "infer_peak_fraction": fast["infer"]["peak_fraction"],
-        "output_drift": {k: v for k, v in fast["infer"].items() if k in ("psnr_vs_fp32", "mask_agreement")},
-        "bottleneck": (fast["profile"] or {}).get("top_layers", [None])[0],
+        "infer_peak_fraction": fast_infer["infer"]["peak_fraction"],
+        "output_drift": {k: v for k, v in fast_infer["infer"].items() if k in ("psnr_vs_fp32", "mask_agreement")},
+        "bottleneck": (fast_infer["profile"] or {}).get("top_layers", [None])[0],
     }  # fmt: skip
 
 
@@ -473,8 +515,12 @@ def markdown(results: list[dict], meta: dict) -> str:
         "Lightning Trainer with `precision=32-true` or `bf16-mixed`. Inference: batch 1, no_grad, "
         "best of the timed forwards. GFLOP from `torch.utils.flop_counter` (forward + backward for "
         "training); % peak = achieved GFLOP/s over the faster of matmul and channels_last 3x3 conv "
-        "of the same dtype, measured in this run.",
+        "of the same dtype, measured in this run. *compiled*: bf16, channels_last and "
+        f"`model.torch_compile=true`, training only, timed after {COMPILE_WARMUP} compiling "
+        "steps (compile = their time beyond two plain steps; less when inductor's on-disk cache "
+        "already holds the kernels); its FLOPs are the baseline's.",
         "",
+        *([meta["note"], ""] if meta.get("note") else []),
         "| peak GFLOP/s | matmul | conv3x3 channels_last | conv3x3 contiguous |",
         "|---|---:|---:|---:|",
         f"| fp32 | {p['fp32_matmul']:.0f} | {p['fp32_conv3x3_cl']:.0f} | {p['fp32_conv3x3']:.0f} |",
@@ -493,14 +539,31 @@ def markdown(results: list[dict], meta: dict) -> str:
         )
         for row in res["rows"]:
             t, i = row["train"], row["infer"]
+            forward = "| – | – | – | – | eager rows |"
+            if i is not None:
+                forward = (
+                    f"| {i['seconds']:.2f} | {i['gflop']:.0f} | {i['gflops']:.0f} | "
+                    f"{100 * i['peak_fraction']:.0f} % | {_drift(i)} |"
+                )
             lines.append(
-                f"| {res['model']} | {size} | {row['resolved']} | {t['images_per_s']:.2f} | "
-                f"{t['gflop']:.0f} | {t['gflops']:.0f} | {100 * t['peak_fraction']:.0f} % | "
-                f"{i['seconds']:.2f} | {i['gflop']:.0f} | {i['gflops']:.0f} | "
-                f"{100 * i['peak_fraction']:.0f} % | {_drift(i)} |"
+                f"| {res['model']} | {size} | {_setting_label(row)} | {t['images_per_s']:.2f} | "
+                f"{t['gflop']:.0f} | {t['gflops']:.0f} | {100 * t['peak_fraction']:.0f} % "
+                + forward
             )
+        for fail in res.get("failed", []):
+            lines.append(f"| {res['model']} | {size} | {fail['setting']} | failed: {fail['error']} |")
     lines += summary_lines(results) + bottleneck_lines(results)
     return "\n".join(lines) + "\n"
+
+
+def _setting_label(row: dict) -> str:
+    """The setting's name, with the compile time and a warning for non-finite losses."""
+    label = row["resolved"]
+    if row["train"].get("compile_seconds") is not None:
+        label += f" (compile {row['train']['compile_seconds']:.0f} s)"
+    if not row["train"].get("finite", True):
+        label += " **NON-FINITE LOSS**"
+    return label
 
 
 def _drift(measure: dict) -> str:
@@ -519,18 +582,20 @@ def summary_lines(results: list[dict]) -> list[str]:
         f"for the conv-heavy models, restore (mapping) and SR (TTSR) output >= {TARGET_PSNR:g} dB "
         "against fp32.",
         "",
-        "| model | fastest | train speed-up | train % bf16 peak | forward speed-up | "
-        "forward % bf16 peak | output vs fp32 |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| model | fastest training | train speed-up | train % bf16 peak | fastest forward | "
+        "forward speed-up | forward % bf16 peak | output vs fp32 |",
+        "|---|---|---:|---:|---|---:|---:|---|",
     ]
     for res in results:
         s = summary(res) if res["status"] == "ok" else None
         if s is None:
             continue
+        fastest = s["fastest"] + ("" if s["train_finite"] else " **NON-FINITE LOSS**")
         lines.append(
-            f"| {s['model']} | {s['fastest']} | {s['train_speedup']:.2f}x | "
-            f"{100 * s['train_peak_fraction']:.0f} % | {s['infer_speedup']:.2f}x | "
-            f"{100 * s['infer_peak_fraction']:.0f} % | {_drift(s['output_drift'])} |"
+            f"| {s['model']} | {fastest} | {s['train_speedup']:.2f}x | "
+            f"{100 * s['train_peak_fraction']:.0f} % | {s['fastest_infer']} | "
+            f"{s['infer_speedup']:.2f}x | {100 * s['infer_peak_fraction']:.0f} % | "
+            f"{_drift(s['output_drift'])} |"
         )
     return lines
 
@@ -591,7 +656,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(setup.MODELS), choices=setup.MODELS)
     parser.add_argument("--settings", nargs="+", default=["fp32", "fast"],
-                        help="fp32 (baseline, first), fp32_cl, bf16, bf16_cl, fast")  # fmt: skip
+                        help="fp32 (baseline, first), fp32_cl, bf16, bf16_cl, fast, "
+                             "compiled (bf16, channels_last, model.torch_compile; training only)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny widths and crops: a check")
     parser.add_argument("--batch", type=int, default=0, help="training batch for every model")
     parser.add_argument("--crop", type=int, default=0, help="training crop for every model")
@@ -609,6 +675,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--table-only", action="store_true", help="rewrite the .md from the .json")
     parser.add_argument("--curves", action="store_true", help="200-step loss curves instead")
     parser.add_argument("--steps", type=int, default=200, help="--curves: training steps")
+    parser.add_argument("--curve-setting", default="fast", choices=["fast", "compiled"],
+                        help="--curves: the setting compared with fp32")  # fmt: skip
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--peak-bf16", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()

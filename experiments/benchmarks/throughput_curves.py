@@ -2,8 +2,9 @@
 
 Each model trains ``--steps`` steps (200) from its small preset on the embedded photos three
 times: fp32 with seed 0, fp32 with seed 1 (the run-to-run noise: another init and data order)
-and the fastest setting (bf16-mixed with the model's channels_last default) with seed 0. The
-mappings train on the VAE1 / VAE2 of the fp32 seed-0 runs. One figure, one panel per model;
+and the fastest setting (bf16-mixed with the model's channels_last default; ``--curve-setting
+compiled``: also ``model.torch_compile``, written to ``throughput_curves_compiled.*``) with seed
+0. The mappings train on the VAE1 / VAE2 of the fp32 seed-0 runs. One figure, one panel per model;
 the table compares the mean loss of the last steps.
 """
 
@@ -52,7 +53,9 @@ def train_curve(cfg: DictConfig, setting_key: str, seed: int, steps: int) -> tup
     setting = resolve_setting(setting_key, bool(cfg.model.channels_last))
     pl.seed_everything(seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, channels_last=setting.channels_last)
+    model = instantiate(
+        cfg.model, channels_last=setting.channels_last, torch_compile=setting.compiled
+    )
     recorder = LossRecorder()
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, precision=setting.trainer_precision, max_epochs=1,
@@ -150,7 +153,8 @@ def run(args) -> None:
     torch.set_num_threads(args.threads)
     steps = 5 if args.quick else args.steps
     tail = max(1, min(50, steps // 4))
-    out = args.out.with_name(args.out.name + "_curves" + ("_quick" if args.quick else ""))
+    suffix = "" if args.curve_setting == "fast" else f"_{args.curve_setting}"
+    out = args.out.with_name(f"{args.out.name}_curves{suffix}" + ("_quick" if args.quick else ""))
     t0, curves, vaes, stages = time.perf_counter(), {}, {}, None
     with tempfile.TemporaryDirectory() as tmp:
         for name in [m for m in ORDER if m in args.models]:
@@ -158,6 +162,7 @@ def run(args) -> None:
                 stages = stage_vaes(vaes, steps, args.quick, Path(tmp))
             runs = []
             for setting_key, seed in RUNS:
+                setting_key = args.curve_setting if setting_key == "fast" else setting_key
                 print(f"Training {name} ({setting_key}, seed {seed}) for {steps} steps ...", flush=True)  # fmt: skip
                 cfg = curve_config(name, seed, steps, args.quick, stages or [])
                 result, model = train_curve(cfg, setting_key, seed, steps)

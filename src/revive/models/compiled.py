@@ -10,8 +10,8 @@ cores, and again for every new input shape (validation crops).
 Inputs reach a compiled network in fp32 (a pre-hook outside the graph casts them; autocast
 casts them back for the first conv): with torch 2.14.1, inductor's vectorised CPU kernels
 returned non-finite gradients for the VAE decoder fed a bf16 latent at 256 px and finite ones
-fed the same latent in fp32 (``tests/models/test_compiled.py``). It also keeps one graph per
-network where the discriminators see bf16 fakes and fp32 reals.
+fed the same latent in fp32 (paper width; test widths do not show it). It also keeps one graph
+per network where the discriminators see bf16 fakes and fp32 reals.
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ class CompiledNetworks:
     def configure_model(self) -> None:
         super().configure_model()
         if not self.hparams.get("torch_compile", False):
+            return
+        if not self.compiled_networks:
+            log.warning(
+                "model.torch_compile=true: %s compiles none of its networks (see its "
+                "compiled_networks); training runs eager.", type(self).__name__
+            )
             return
         names = []
         for name in self.compiled_networks:

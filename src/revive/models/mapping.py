@@ -87,10 +87,6 @@ class MappingModule(CompiledNetworks, ChannelsLastBatches, GANModule):
     :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
     """
 
-    compiled_networks = (
-        "restorer.vae1.encoder", "restorer.mapping", "restorer.vae2.encoder",
-        "restorer.vae2.decoder", "image_d", "vgg",
-    )
 
     def __init__(
         self,
@@ -152,6 +148,16 @@ class MappingModule(CompiledNetworks, ChannelsLastBatches, GANModule):
         self.grid_batch: dict[str, Tensor] | None = None
         if channels_last:
             to_channels_last(self)
+
+    @property
+    def compiled_networks(self) -> tuple[str, ...]:
+        """What ``model.torch_compile`` compiles. Not the mapping: compiled, its bf16 gradients
+        went non-finite at paper width after the first step (torch 2.14.1; the rest compiled
+        stays finite, experiments/benchmarks). The image D only without spectral norm: its
+        power iteration updates a buffer in place in every forward, and compiled, the second D
+        call before one backward fails autograd's version check (the scratch mapping's D)."""
+        nets = ("restorer.vae1.encoder", "restorer.vae2.encoder", "restorer.vae2.decoder", "vgg")
+        return nets if self.hparams.image_d.get("spectral_norm") else (*nets, "image_d")
 
     def train(self, mode: bool = True) -> MappingModule:
         """Switch mode; frozen VAEs stay in eval (instance norm has no running stats, but be exact)."""

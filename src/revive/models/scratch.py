@@ -27,7 +27,9 @@ class ScratchDetector(CompiledNetworks, ChannelsLastBatches, pl.LightningModule)
     :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
     """
 
-    compiled_networks = ("net",)
+    # none: compiled, the U-Net's bf16 training loss went non-finite at paper width and its step
+    # was slower than eager bf16 + channels_last (0.33 vs 0.87 img/s, experiments/benchmarks)
+    compiled_networks = ()
 
     def __init__(
         self,
