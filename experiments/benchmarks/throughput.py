@@ -2,7 +2,9 @@
 
 For each model (scratch detector, VAE1, VAE2, quality and scratch mapping, TTSR) at the paper
 widths, one child process measures, for the baseline (fp32, contiguous: how the official code
-runs) and the fastest setting (bf16 autocast with the model's ``channels_last`` default):
+runs), the fastest eager setting (bf16 autocast with the model's ``channels_last`` default)
+and, asked for with ``--settings ... compiled``, bf16 + channels_last + ``model.torch_compile``
+(training only, timed after the compiling steps):
 
 - a training step through a Lightning Trainer (``precision=32-true`` / ``bf16-mixed``) at the
   paper's crop size: images/s (best of the timed steps after one warm-up step);
@@ -14,7 +16,7 @@ runs) and the fastest setting (bf16 autocast with the model's ``channels_last`` 
 - below half the bf16 peak: a torch.profiler run of the fastest setting naming the ops and the
   layers that hold it back.
 
-    python experiments/benchmarks/throughput.py           # all models, ~9 min on 2 idle cores (estimate)
+    python experiments/benchmarks/throughput.py           # all models, ~9.5 min on 2 idle cores
     python experiments/benchmarks/throughput.py --quick   # tiny widths: checks the script (1-2 min)
     python experiments/benchmarks/throughput.py --models ttsr --settings fp32 fp32_cl bf16 bf16_cl
     python experiments/benchmarks/throughput.py --settings fp32 fast compiled  # + torch.compile
@@ -551,7 +553,9 @@ def markdown(results: list[dict], meta: dict) -> str:
                 + forward
             )
         for fail in res.get("failed", []):
-            lines.append(f"| {res['model']} | {size} | {fail['setting']} | failed: {fail['error']} |")
+            lines.append(
+                f"| {res['model']} | {size} | {fail['setting']} | failed: {fail['error']} |"
+            )
     lines += summary_lines(results) + bottleneck_lines(results)
     return "\n".join(lines) + "\n"
 

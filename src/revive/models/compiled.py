@@ -64,7 +64,8 @@ class CompiledNetworks:
         if not self.compiled_networks:
             log.warning(
                 "model.torch_compile=true: %s compiles none of its networks (see its "
-                "compiled_networks); training runs eager.", type(self).__name__
+                "compiled_networks); training runs eager.",
+                type(self).__name__,
             )
             return
         names = []

@@ -87,7 +87,6 @@ class MappingModule(CompiledNetworks, ChannelsLastBatches, GANModule):
     :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
     """
 
-
     def __init__(
         self,
         mapping: dict[str, Any],
