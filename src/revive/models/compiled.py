@@ -4,8 +4,10 @@
 state_dict keys, checkpoints and the inference CLIs (which build eager networks) are unchanged.
 Inductor fuses the elementwise work between convolutions (InstanceNorm, activations, pads, the
 casts of autocast), which in eager mode costs as much as the convolutions themselves on a CPU.
-The price is the compilation during the first steps, about a minute per network on two CPU
-cores, and again for every new input shape (validation crops).
+The price is the compilation during the first steps, 0.5-4 min per model at paper width on
+two CPU cores (less with inductor's on-disk cache warm), and again for every new input shape
+(validation crops). Where compiling broke training it is left out: see each module's
+``compiled_networks`` and experiments/benchmarks/README.md.
 
 Inputs reach a compiled network in fp32 (a pre-hook outside the graph casts them; autocast
 casts them back for the first conv): with torch 2.14.1, inductor's vectorised CPU kernels

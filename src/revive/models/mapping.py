@@ -84,7 +84,7 @@ class MappingModule(CompiledNetworks, ChannelsLastBatches, GANModule):
         trained end to end on images only (no stage-1 weights, no latent loss).
     :param weights: ``latent``, ``gan``, ``feat``, ``vgg``, ``l1``.
     :param channels_last: weights and batches in channels_last memory format.
-    :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
+    :param torch_compile: compile the training step's networks in place (``CompiledNetworks``).
     """
 
     def __init__(

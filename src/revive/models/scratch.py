@@ -24,7 +24,7 @@ class ScratchDetector(CompiledNetworks, ChannelsLastBatches, pl.LightningModule)
     :param threshold: probability above which a pixel is a scratch (official 0.4).
     :param tta_flip: average the prediction with that of the horizontally flipped input.
     :param channels_last: weights and batches in channels_last memory format (faster convs).
-    :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
+    :param torch_compile: compile the training step's networks in place (``CompiledNetworks``).
     """
 
     # none: compiled, the U-Net's bf16 training loss went non-finite at paper width and its step

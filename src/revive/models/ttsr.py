@@ -58,7 +58,7 @@ class TTSRModule(CompiledNetworks, ChannelsLastBatches, pl.LightningModule):
         rates are multiplied by ``lr_gamma`` every ``lr_decay_epochs`` epochs after the warm-up
         (official ``decay=999999``: constant).
     :param channels_last: weights and batches in channels_last memory format.
-    :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
+    :param torch_compile: compile the training step's networks in place (``CompiledNetworks``).
     """
 
     # not the WGAN-GP critic: its penalty differentiates a gradient (double backward)

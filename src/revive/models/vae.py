@@ -43,7 +43,7 @@ class VAEModule(CompiledNetworks, ChannelsLastBatches, GANModule):
     :param weights: loss weights ``gan``, ``feat``, ``vgg``, ``kl``, ``latent_gan``, ``l1``.
     :param l1_if_no_vgg: pixel L1 weight used instead when the VGG term is disabled.
     :param channels_last: weights and batches in channels_last memory format.
-    :param torch_compile: compile the networks of the training step in place (``CompiledNetworks``).
+    :param torch_compile: compile the training step's networks in place (``CompiledNetworks``).
     :param init_from: a VAE1 or VAE2 checkpoint whose VAE weights start a fresh run (not
         official). The small VAE1 starts from the small VAE2: minutes of fine-tuning then keep
         its latent close to VAE2's, which a residual mapping needs to start at the identity.
