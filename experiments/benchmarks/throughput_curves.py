@@ -89,7 +89,10 @@ def plot(curves: dict[str, dict], path: Path, tail: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    rows = -(-len(curves) // 3)
+    fig, axes = plt.subplots(
+        rows, 3, figsize=(15, 4 * rows), constrained_layout=True, squeeze=False
+    )
     window = max(1, tail // 2)
     for ax, (name, entry) in zip(axes.flat, curves.items()):
         for run, color in zip(entry["runs"], ("tab:blue", "tab:cyan", "tab:red")):
@@ -105,6 +108,8 @@ def plot(curves: dict[str, dict], path: Path, tail: int) -> None:
         ax.set_xlabel("training step")
         ax.set_ylabel("train/loss")
         ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(curves) :]:
+        ax.set_visible(False)
     fig.suptitle("train/loss: fp32 (two seeds) vs the fastest setting, small presets")
     fig.savefig(path, dpi=110)
     plt.close(fig)
