@@ -26,10 +26,11 @@ and, asked for with ``--settings ... compiled``, bf16 + channels_last + ``model.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
+import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -179,14 +180,17 @@ def as_format(inputs: dict, channels_last: bool) -> dict:
     return channels_last_batch(inputs) if channels_last else inputs
 
 
-def time_inference(model, forward, inputs: dict, setting: Setting, opts) -> dict:
-    """Seconds per forward (best after a FLOP-counted warm-up), GFLOP, the output in fp32."""
+def time_inference(
+    model, forward, inputs: dict, setting: Setting, opts, gflop: float = 0.0
+) -> dict:
+    """Seconds per forward (best after a warm-up), GFLOP (``gflop`` or, when 0, counted in the
+    warm-up), the output in fp32."""
     import torch
 
     model.eval()
     inputs = as_format(inputs, setting.channels_last)
     with torch.no_grad(), autocast(setting):
-        counter = flop_counter()
+        counter = flop_counter() if not gflop else nullcontext()
         t0 = time.perf_counter()
         with counter:
             out = forward(model, inputs)
@@ -199,36 +203,42 @@ def time_inference(model, forward, inputs: dict, setting: Setting, opts) -> dict
     return {
         "seconds": min(times),
         "first_call_seconds": first,
-        "gflop": counter.get_total_flops() / 1e9,
+        "gflop": gflop or counter.get_total_flops() / 1e9,
         "output": out.float(),
     }
 
 
-def make_step_timer(opts, profile_below: float, warmup: int = 1, count_flops: bool = True):
-    """A Lightning callback: ``warmup`` untimed batches (FLOPs counted on the first), then timed
-    batches, then (if the achieved GFLOP/s is below ``profile_below``) one batch under
-    torch.profiler."""
+def make_step_timer(opts, profile_below: float, warmup: int = 1, gflop: float = 0.0):
+    """A Lightning callback: ``warmup`` untimed batches, then timed batches. The step's FLOPs are
+    ``gflop`` or, when 0, counted on the first batch. While the achieved GFLOP/s is below
+    ``profile_below``, one timed batch after the first runs under torch.profiler (its time counts:
+    the best of the timed steps is reported, so a profiled step is only chosen if it was still
+    the fastest)."""
     import pytorch_lightning as pl
 
     class StepTimer(pl.Callback):
         def __init__(self) -> None:
             self.times: list[float] = []
             self.warmup_seconds = 0.0
-            self.gflop = 0.0
+            self.gflop = gflop
             self.profiler = None
             self._context = nullcontext()
 
         @property
         def timed_enough(self) -> bool:
-            return bool(self.times) and (
+            return len(self.times) >= opts.min_steps and (
                 len(self.times) >= opts.repeats or sum(self.times) >= opts.min_seconds
             )
 
+        @property
+        def slow(self) -> bool:
+            return bool(self.times) and self.gflop / min(self.times) < profile_below
+
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             self._context = nullcontext()
-            if batch_idx == 0 and count_flops:
+            if batch_idx == 0 and not gflop:
                 self._context = flop_counter()
-            elif self.timed_enough:
+            elif self.profiler is None and self.slow:
                 self._context = self.profiler = torch_profiler()
             self._context.__enter__()
             self.t0 = time.perf_counter()
@@ -236,14 +246,13 @@ def make_step_timer(opts, profile_below: float, warmup: int = 1, count_flops: bo
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             elapsed = time.perf_counter() - self.t0
             self._context.__exit__(None, None, None)
-            if batch_idx == 0 and count_flops:
+            if batch_idx == 0 and not gflop:
                 self.gflop = self._context.get_total_flops() / 1e9
             if batch_idx < warmup:
                 self.warmup_seconds += elapsed
-            elif self._context is not self.profiler:
+            else:
                 self.times.append(elapsed)
-            slow = self.times and self.gflop / min(self.times) < profile_below
-            if self.profiler is not None or (self.timed_enough and not slow):
+            if self.timed_enough and (self.profiler is not None or not self.slow):
                 trainer.should_stop = True
 
     return StepTimer()
@@ -258,23 +267,30 @@ def torch_profiler():
 
 
 def time_training(
-    model, samples: list, batch: int, setting: Setting, opts, profile_below: float = 0.0
+    model,
+    samples: list,
+    batch: int,
+    setting: Setting,
+    opts,
+    profile_below: float = 0.0,
+    gflop: float = 0.0,
 ) -> dict:
-    """Images/s of the training step (best timed step after one FLOP-counted warm-up); profiled
-    once more when the achieved GFLOP/s is below ``profile_below``."""
+    """Images/s of the training step (best timed step after one warm-up); GFLOP per step is
+    ``gflop`` or, when 0, counted in the warm-up; one timed step is profiled when the achieved
+    GFLOP/s is below ``profile_below``."""
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
     warmup = COMPILE_WARMUP if setting.compiled else 1
-    # a compiled run's FLOPs are the eager run's; counting them would trace under a dispatch mode
-    timer = make_step_timer(opts, profile_below, warmup, count_flops=not setting.compiled)
+    timer = make_step_timer(opts, profile_below, warmup, gflop)
+    steps = max(opts.repeats, opts.min_steps) + warmup + 1
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, precision=setting.trainer_precision, max_epochs=1,
-        limit_train_batches=opts.repeats + warmup + 1, limit_val_batches=0, num_sanity_val_steps=0,
+        limit_train_batches=steps, limit_val_batches=0, num_sanity_val_steps=0,
         logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, callbacks=[timer],
     )  # fmt: skip
-    loader = DataLoader(samples * (opts.repeats + warmup + 1), batch_size=batch)
+    loader = DataLoader(samples * steps, batch_size=batch)
     trainer.fit(model, loader)
     losses = {k: float(v) for k, v in trainer.callback_metrics.items()}
     timed = timer.times
@@ -400,6 +416,10 @@ def worker(name: str, settings: list[str], opts) -> dict:
         rows, reference, failed = [], None, []
         for key in settings:
             setting = resolve_setting(key, default_cl)
+            # the network and inputs are the baseline's, so are the FLOPs: counted once
+            base_gflop, base_infer_gflop = (
+                (rows[0]["train"]["gflop"], rows[0]["infer"]["gflop"]) if rows else (0.0, 0.0)
+            )
             torch.manual_seed(0)
             model = instantiate(
                 cfg.model, channels_last=setting.channels_last, torch_compile=setting.compiled
@@ -408,7 +428,7 @@ def worker(name: str, settings: list[str], opts) -> dict:
                 setup.load_trained(model, name, opts.weights[name])
             if setting.compiled:  # training only: the inference CLIs run eager networks
                 try:
-                    train = time_training(model, samples, batch, setting, opts)
+                    train = time_training(model, samples, batch, setting, opts, 0.0, base_gflop)
                 except Exception as error:  # noqa: BLE001 - reported in the table, others kept
                     message = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
                     failed.append({"setting": key, "error": message})
@@ -418,7 +438,7 @@ def worker(name: str, settings: list[str], opts) -> dict:
                 rows.append({"setting": key, "resolved": setting.name, "dtype": setting.dtype,
                              "train": train, "infer": None, "profile": None})  # fmt: skip
                 continue
-            infer = time_inference(model, forward, inputs, setting, opts)
+            infer = time_inference(model, forward, inputs, setting, opts, base_infer_gflop)
             # the fastest setting is profiled where it reaches less than half the bf16 peak
             threshold = TARGET_PEAK_FRACTION * opts.peak_bf16 if setting.bf16 else 0.0
             profile = None
@@ -431,7 +451,7 @@ def worker(name: str, settings: list[str], opts) -> dict:
                 reference = out  # the baseline's output: what the others drift from
             else:
                 infer.update(compare_outputs(name, out, reference))
-            train = time_training(model, samples, batch, setting, opts, threshold)
+            train = time_training(model, samples, batch, setting, opts, threshold, base_gflop)
             rows.append({"setting": key, "resolved": setting.name, "dtype": setting.dtype,
                          "train": train, "infer": infer, "profile": profile})  # fmt: skip
             del model
@@ -440,37 +460,57 @@ def worker(name: str, settings: list[str], opts) -> dict:
             "channels_last_default": default_cl, "rows": rows, "failed": failed}  # fmt: skip
 
 
+def in_child(function, *args, timeout: float) -> dict:
+    """``function(*args)`` (a JSON-able dict) in a forked child process: a fresh allocator and a
+    crash that stays local, without paying the imports again. The child's console output goes
+    to a log whose last line is reported if it fails."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    with tempfile.TemporaryFile("w+") as log:
+
+        def target() -> None:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                send.send({**function(*args), "status": "ok"})
+            except BaseException as error:  # noqa: BLE001 - reported to the parent
+                send.send({"status": "failed", "error": f"{type(error).__name__}: {error}"[:300]})
+
+        child = context.Process(target=target)
+        child.start()
+        send.close()
+        result = receive.recv() if receive.poll(timeout) else None
+        child.join(5 if result else 0)
+        if child.is_alive():
+            child.kill()
+        if result is None:
+            log.seek(0)
+            lines = [line for line in log.read().splitlines() if line.strip()]
+            why = f"timeout after {timeout:.0f} s" if child.exitcode is None else "failed"
+            result = {"status": why, "error": (lines or [f"exit code {child.exitcode}"])[-1][:300]}
+    return result
+
+
 def run_model(name: str, args, peaks: dict) -> dict:
-    """Run ``worker`` for one model in a child process (fresh allocator, a crash stays local)."""
-    cmd = [sys.executable, __file__, "--worker", name, "--settings", *args.settings]
-    cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
-    cmd += ["--min-seconds", str(args.min_seconds), "--infer-size", str(args.infer_size)]
-    cmd += ["--peak-bf16", str(peaks.get("bf16", 0.0))]
-    cmd += ["--batch", str(args.batch), "--crop", str(args.crop)]
-    cmd += ["--quick"] if args.quick else []
-    cmd += ["--weights", *(f"{k}={v}" for k, v in args.weights.items())] if args.weights else []
+    """``worker`` for one model in a forked child (see ``in_child``)."""
+    import argparse
+
+    opts = argparse.Namespace(**{**vars(args), "peak_bf16": peaks.get("bf16", 0.0)})
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"model": name, "status": f"timeout after {args.timeout:.0f} s"}
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        return {"model": name, "status": "failed", "error": (lines or ["?"])[-1][:300]}
-    result = json.loads(proc.stdout.splitlines()[-1])
-    return {**result, "status": "ok", "wall_seconds": time.perf_counter() - t0}
+    result = in_child(worker, name, args.settings, opts, timeout=args.timeout)
+    return {"model": name, **result, "wall_seconds": time.perf_counter() - t0}
 
 
 # ---- report -----------------------------------------------------------------------------------
 
 
 def add_rates(result: dict, peaks: dict) -> None:
-    """GFLOP/s and the fraction of the same-dtype peak for every measured row (a compiled row
-    does the baseline's FLOPs)."""
+    """GFLOP/s and the fraction of the same-dtype peak for every measured row (the training FLOPs
+    are counted on the baseline's step; the other settings run the same network)."""
     rows = result.get("rows", [])
     for row in rows:
-        if not row["train"]["gflop"]:
-            row["train"]["gflop"] = rows[0]["train"]["gflop"]
         for phase in ("train", "infer"):
             r = row[phase]
             if r is None:
@@ -668,6 +708,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--infer-size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3, help="most timed steps / forwards")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="stop timing after this")
+    parser.add_argument("--min-steps", type=int, default=2,
+                        help="timed training steps at least (best of them is reported)")  # fmt: skip
     parser.add_argument(
         "--weights", nargs="+", default=[], metavar="MODEL=PATH",
         help="trained weights for a model's inference network (e.g. ttsr=TTSR.pt "
@@ -725,8 +767,16 @@ def run_benchmark(args, out: Path) -> None:
         "infer_size": 64 if args.quick else args.infer_size,
         "weights": "".join(f"except {k} ({v}) " for k, v in args.weights.items()),
     }  # fmt: skip
+    for module in ("pytorch_lightning", "revive.models.mapping", "revive.models.scratch",
+                   "revive.models.ttsr"):  # fmt: skip
+        importlib.import_module(module)  # once here: the forked children inherit them
+
     print("Measuring the peaks ...", flush=True)
-    meta["peaks"] = peaks = measure_peaks(args.threads, args.quick)
+    # in a child, like the models: the parent runs no parallel region, so forking stays safe
+    peaks = in_child(measure_peaks, args.threads, args.quick, timeout=args.timeout)
+    if peaks.pop("status") != "ok":
+        sys.exit(f"Measuring the peaks failed: {peaks['error']}")
+    meta["peaks"] = peaks
     print("  " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + " GFLOP/s", flush=True)
     results = []
     for name in args.models:

@@ -144,7 +144,7 @@ class VAEModelSchema:
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     epochs_constant: int = 100
     epochs_decay: int = 100
-    channels_last: bool = False
+    channels_last: bool = True
     torch_compile: bool = False
     init_from: str | None = None
 
@@ -185,7 +185,7 @@ class MappingModelSchema:
     betas: list[float] = field(default_factory=lambda: [0.0, 0.9])
     epochs_constant: int = 150
     epochs_decay: int = 100
-    channels_last: bool = False
+    channels_last: bool = True
     torch_compile: bool = False
 
 

@@ -99,7 +99,12 @@ def test_block_equals_naive_formula(size: tuple[int, int], mask_downsample: str)
     mask = _scratch_mask(3, 4 * h, 4 * w, seed=3)
     mask[2] = 1  # all keys masked in image 2
     with torch.no_grad():
-        torch.testing.assert_close(ours(x, mask), naive(x, mask), atol=1e-5, rtol=1e-5)
+        got, expected = ours(x, mask), naive(x, mask)
+        torch.testing.assert_close(got[:2], expected[:2], atol=1e-5, rtol=1e-5)
+        # Image 2 attends to nothing: W(0) is a constant map, and the InstanceNorms after it
+        # amplify the rounding of its mean by 1/sqrt(eps); the naive path's result is NHWC, so
+        # another (equally exact) kernel normalises it.
+        torch.testing.assert_close(got[2], expected[2], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(ours(x, None), naive(x, None), atol=1e-5, rtol=1e-5)
 
 
