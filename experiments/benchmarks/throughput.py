@@ -208,6 +208,21 @@ def time_inference(
     }
 
 
+def host_ticks() -> tuple[int, int]:
+    """(stolen, all) CPU ticks of the machine so far (``/proc/stat``; zeros where absent)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_fraction(start: tuple[int, int], end: tuple[int, int]) -> float:
+    """Share of the machine's CPU time the hypervisor gave to other guests in between."""
+    total = end[1] - start[1]
+    return (end[0] - start[0]) / total if total > 0 else 0.0
+
+
 def make_step_timer(opts, profile_below: float, warmup: int = 1, gflop: float = 0.0):
     """A Lightning callback: ``warmup`` untimed batches, then timed batches. The step's FLOPs are
     ``gflop`` or, when 0, counted on the first batch. While the achieved GFLOP/s is below
@@ -219,6 +234,7 @@ def make_step_timer(opts, profile_below: float, warmup: int = 1, gflop: float = 
     class StepTimer(pl.Callback):
         def __init__(self) -> None:
             self.times: list[float] = []
+            self.steal: list[float] = []  # the host's steal during each timed step
             self.warmup_seconds = 0.0
             self.gflop = gflop
             self.profiler = None
@@ -226,8 +242,9 @@ def make_step_timer(opts, profile_below: float, warmup: int = 1, gflop: float = 
 
         @property
         def timed_enough(self) -> bool:
-            return len(self.times) >= opts.min_steps and (
-                len(self.times) >= opts.repeats or sum(self.times) >= opts.min_seconds
+            spent = sum(self.times)
+            return (len(self.times) >= opts.min_steps or spent >= opts.max_seconds) and (
+                len(self.times) >= opts.repeats or spent >= opts.min_seconds
             )
 
         @property
@@ -241,10 +258,12 @@ def make_step_timer(opts, profile_below: float, warmup: int = 1, gflop: float = 
             elif self.profiler is None and self.slow:
                 self._context = self.profiler = torch_profiler()
             self._context.__enter__()
+            self.stat0 = host_ticks()
             self.t0 = time.perf_counter()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             elapsed = time.perf_counter() - self.t0
+            steal = steal_fraction(self.stat0, host_ticks())
             self._context.__exit__(None, None, None)
             if batch_idx == 0 and not gflop:
                 self.gflop = self._context.get_total_flops() / 1e9
@@ -252,6 +271,7 @@ def make_step_timer(opts, profile_below: float, warmup: int = 1, gflop: float = 
                 self.warmup_seconds += elapsed
             else:
                 self.times.append(elapsed)
+                self.steal.append(steal)
             if self.timed_enough and (self.profiler is not None or not self.slow):
                 trainer.should_stop = True
 
@@ -298,6 +318,7 @@ def time_training(
     result = {
         "seconds": seconds,
         "steps_timed": len(timed),
+        "steal": timer.steal[timed.index(seconds)],
         "images_per_s": batch / seconds,
         "gflop": timer.gflop,
         "losses": losses,
@@ -554,7 +575,9 @@ def markdown(results: list[dict], meta: dict) -> str:
         f"{meta['mode']}; torch {meta['torch']}, {meta['cpu']}, {meta['threads']} threads, load "
         f"average at start {meta['loadavg']}. Paper widths, random weights "
         f"{meta['weights']}(VGG19: {meta['vgg19']}). Training: best of the timed steps after one warm-up, through a "
-        "Lightning Trainer with `precision=32-true` or `bf16-mixed`. Inference: batch 1, no_grad, "
+        "Lightning Trainer with `precision=32-true` or `bf16-mixed` (steps: how many were timed; "
+        "steal: the share of the host's CPU time taken by other guests during the best one). "
+        "Inference: batch 1, no_grad, "
         "best of the timed forwards. GFLOP from `torch.utils.flop_counter` (forward + backward for "
         "training); % peak = achieved GFLOP/s over the faster of matmul and channels_last 3x3 conv "
         "of the same dtype, measured in this run. *compiled*: bf16, channels_last and "
@@ -568,9 +591,10 @@ def markdown(results: list[dict], meta: dict) -> str:
         f"| fp32 | {p['fp32_matmul']:.0f} | {p['fp32_conv3x3_cl']:.0f} | {p['fp32_conv3x3']:.0f} |",
         f"| bf16 | {p['bf16_matmul']:.0f} | {p['bf16_conv3x3_cl']:.0f} | – |",
         "",
-        "| model | train batch x crop | setting | train img/s | train GFLOP | train GFLOP/s | "
-        "% peak | forward s | forward GFLOP | forward GFLOP/s | % peak | output vs fp32 |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| model | train batch x crop | setting | train img/s | steps, steal | train GFLOP | "
+        "train GFLOP/s | % peak | forward s | forward GFLOP | forward GFLOP/s | % peak | "
+        "output vs fp32 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for res in results:
         if res["status"] != "ok":
@@ -589,7 +613,7 @@ def markdown(results: list[dict], meta: dict) -> str:
                 )
             lines.append(
                 f"| {res['model']} | {size} | {_setting_label(row)} | {t['images_per_s']:.2f} | "
-                f"{t['gflop']:.0f} | {t['gflops']:.0f} | {100 * t['peak_fraction']:.0f} % "
+                f"{t['steps_timed']}, {100 * t.get('steal', 0.0):.0f} % | {t['gflop']:.0f} | {t['gflops']:.0f} | {100 * t['peak_fraction']:.0f} % "
                 + forward
             )
         for fail in res.get("failed", []):
@@ -708,8 +732,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--infer-size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3, help="most timed steps / forwards")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="stop timing after this")
-    parser.add_argument("--min-steps", type=int, default=2,
-                        help="timed training steps at least (best of them is reported)")  # fmt: skip
+    parser.add_argument(
+        "--min-steps",
+        type=int,
+        default=2,
+        help="timed training steps at least (best of them is reported) ...",
+    )
+    parser.add_argument("--max-seconds", type=float, default=12.0,
+                        help="... unless the timed steps already took this long")  # fmt: skip
     parser.add_argument(
         "--weights", nargs="+", default=[], metavar="MODEL=PATH",
         help="trained weights for a model's inference network (e.g. ttsr=TTSR.pt "

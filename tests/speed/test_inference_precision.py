@@ -107,3 +107,17 @@ def test_unknown_restore_precision_names_the_option(stages) -> None:
 def test_both_clis_default_to_fp32(config) -> None:
     cfg = OmegaConf.load(REPO / "conf" / f"{config}.yaml")
     assert cfg.precision == "fp32"
+
+
+@pytest.mark.parametrize("scratch", ["off", "on"])
+def test_channels_last_restore_gives_the_contiguous_result(stages, scratch) -> None:
+    image = photo(64)
+    outputs = []
+    for channels_last in (False, True):
+        pipeline = OldPhotoRestorer.from_dir(stages, scratch=scratch, channels_last=channels_last)
+        net = pipeline.quality if scratch == "off" else pipeline.scratch_mapping
+        conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+        outputs.append(pipeline.restore(image)[0])
+    contiguous, channels_last = outputs
+    assert np.abs(contiguous.astype(int) - channels_last.astype(int)).max() <= 1  # rounding only

