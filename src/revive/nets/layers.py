@@ -81,7 +81,6 @@ class _ChannelsLastInstanceNorm(torch.autograd.Function):
             )  # fmt: skip
         ctx.save_for_backward(x, weight, mean, invstd)
         ctx.eps = eps
-        ctx.bias_grad = bias is not None
         return out
 
     @staticmethod
@@ -92,15 +91,17 @@ class _ChannelsLastInstanceNorm(torch.autograd.Function):
         rows = x.permute(0, 2, 3, 1).view(n, h * w, c)
         grad = grad.contiguous(memory_format=torch.channels_last)
         grad_rows = grad.permute(0, 2, 3, 1).view(n, h * w, c)
-        dx = torch.empty_like(x, memory_format=torch.channels_last)
-        dx_rows = dx.permute(0, 2, 3, 1).view(n, h * w, c)
-        mask = [True, weight is not None, ctx.bias_grad]
-        dweight = dbias = None
+        mask = list(ctx.needs_input_grad[:3])  # x, weight, bias
+        dx = dweight = dbias = None
+        if mask[0]:
+            dx = torch.empty_like(x, memory_format=torch.channels_last)
+            dx_rows = dx.permute(0, 2, 3, 1).view(n, h * w, c)
         for i in range(n):
             dxi, dwi, dbi = torch.ops.aten.native_batch_norm_backward(
                 grad_rows[i], rows[i], weight, None, None, mean[i], invstd[i], True, ctx.eps, mask
             )
-            dx_rows[i].copy_(dxi)
+            if mask[0]:
+                dx_rows[i].copy_(dxi)
             if mask[1]:
                 dweight = dwi if dweight is None else dweight + dwi
             if mask[2]:
