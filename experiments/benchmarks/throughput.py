@@ -16,7 +16,7 @@ and, asked for with ``--settings ... compiled``, bf16 + channels_last + ``model.
 - below half the bf16 peak: a torch.profiler run of the fastest setting naming the ops and the
   layers that hold it back.
 
-    python experiments/benchmarks/throughput.py           # all models, ~9.5 min on 2 idle cores
+    python experiments/benchmarks/throughput.py           # all models, 9 min 13 s on 2 idle cores
     python experiments/benchmarks/throughput.py --quick   # tiny widths: checks the script (1-2 min)
     python experiments/benchmarks/throughput.py --models ttsr --settings fp32 fp32_cl bf16 bf16_cl
     python experiments/benchmarks/throughput.py --settings fp32 fast compiled  # + torch.compile
@@ -502,14 +502,19 @@ def in_child(function, *args, timeout: float) -> dict:
         child = context.Process(target=target)
         child.start()
         send.close()
-        result = receive.recv() if receive.poll(timeout) else None
-        child.join(5 if result else 0)
-        if child.is_alive():
+        try:
+            result = receive.recv() if receive.poll(timeout) else None
+        except EOFError:  # the child died without a word (a crash in native code)
+            result = None
+        child.join(5)
+        timed_out = child.is_alive()
+        if timed_out:
             child.kill()
+            child.join()
         if result is None:
             log.seek(0)
             lines = [line for line in log.read().splitlines() if line.strip()]
-            why = f"timeout after {timeout:.0f} s" if child.exitcode is None else "failed"
+            why = f"timeout after {timeout:.0f} s" if timed_out else "failed"
             result = {"status": why, "error": (lines or [f"exit code {child.exitcode}"])[-1][:300]}
     return result
 
