@@ -123,7 +123,7 @@ def _partial_attention_single(
     if holes.any():
         sentinel = key.new_zeros(1, c + 2 + pad)
         sentinel[0, c + 1] = 1
-        k_ext = torch.cat([k_ext, sentinel])  # (n_keep + 1, C+2)
+        k_ext = torch.cat([k_ext, sentinel])  # (n_keep + 1, C+2+pad)
         v_ext = torch.cat([v_ext, sentinel])
         hole_keys_t = key[holes].t().contiguous()  # (C, n_holes)
     for s in range(0, len(query), chunk):
