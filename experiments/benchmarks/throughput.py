@@ -85,8 +85,8 @@ def resolve_setting(name: str, default_channels_last: bool) -> Setting:
 
 def _best_rate(run, flop: float, min_seconds: float, calls: int = 3) -> float:
     """GFLOP/s of the fastest of rounds of ``calls`` calls of ``run`` after one warm-up, over
-    about ``min_seconds``. Rounds, not single calls: one run measured a bf16 conv at 2657 GFLOP/s,
-    3x every other run's, and a glitch in one short call should not set the peak."""
+    about ``min_seconds``: rounds, so that one mistimed short call cannot set the peak. The peak
+    still moves with the host: 625-3011 GFLOP/s for the bf16 conv in runs an hour apart."""
     run()
     best, spent = float("inf"), 0.0
     while spent < min_seconds:
@@ -771,8 +771,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=200, help="--curves: training steps")
     parser.add_argument("--curve-setting", default="fast", choices=["fast", "compiled"],
                         help="--curves: the setting compared with fp32")  # fmt: skip
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--peak-bf16", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.weights = dict(item.split("=", 1) for item in args.weights)
     unknown = set(args.weights) - set(setup.MODELS)
@@ -783,9 +781,6 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.settings, args)))
-        return
     if args.curves:
         import throughput_curves
 

@@ -73,3 +73,20 @@ def test_instance_norm_on_nchw_is_torchs():
     ours, torchs = _norm_pair(affine=False)
     x = torch.randn(2, 6, 5, 5)
     assert torch.equal(ours(x), torchs(x))
+
+
+def test_a_channels_last_vae_encoder_stays_channels_last_through_its_norms():
+    from revive.nets.vae import VAEEncoder
+
+    encoder = VAEEncoder(ngf=8, mc=8).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    layouts = []
+    for module in encoder.modules():
+        if isinstance(module, InstanceNorm2d):
+            module.register_forward_hook(
+                lambda m, args, out: layouts.append(
+                    out.is_contiguous(memory_format=torch.channels_last)
+                )
+            )
+    encoder(x)
+    assert layouts and all(layouts)  # torch's own norm would hand back NCHW here

@@ -4,8 +4,9 @@
 state_dict keys, checkpoints and the inference CLIs (which build eager networks) are unchanged.
 Inductor fuses the elementwise work between convolutions (InstanceNorm, activations, pads, the
 casts of autocast), which in eager mode costs as much as the convolutions themselves on a CPU.
-The price is the compilation during the first steps, 0.5-4 min per model at paper width on
-two CPU cores (less with inductor's on-disk cache warm), and again for every new input shape
+The price is the compilation during the first steps, 1.5-4 min per model at paper width on
+two CPU cores from a cold cache (seconds with inductor's on-disk cache warm), and again for
+every new input shape
 (validation crops). Where compiling broke training it is left out: see each module's
 ``compiled_networks`` and experiments/benchmarks/README.md.
 
