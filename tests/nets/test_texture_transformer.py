@@ -182,3 +182,30 @@ def test_texture_extractor_normalises_with_imagenet_statistics(lte):
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     torch.testing.assert_close(lte.normalize(x), (x - mean) / std)
+
+
+@pytest.mark.parametrize("lr, ref", SIZES)
+def test_hard_attention_equal_on_channels_last_features(lr, ref):
+    """The block sums read channels_last V in place: same T (and gradients) as contiguous V."""
+    features = [x.requires_grad_() for x in ltefeatures(2, lr, ref, seed=6)]
+    last = [
+        x.detach().contiguous(memory_format=torch.channels_last).requires_grad_() for x in features
+    ]
+    outs = TextureSearch("bounded", 5, 7)(*features)
+    outs_last = TextureSearch("bounded", 5, 7)(*last)
+    for a, b in zip(outs, outs_last):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+    weights = [torch.rand_like(t) for t in outs]
+    grads = torch.autograd.grad(sum((t * w).sum() for t, w in zip(outs, weights)), features)
+    grads_last = torch.autograd.grad(sum((t * w).sum() for t, w in zip(outs_last, weights)), last)
+    for a, b in zip(grads, grads_last):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+
+
+def test_hard_attention_keeps_the_memory_format_of_v():
+    features = ltefeatures(1, (5, 7), (9, 6), seed=7)
+    last = [x.contiguous(memory_format=torch.channels_last) for x in features]
+    for t in TextureSearch()(*features)[1:]:
+        assert t.is_contiguous()
+    for t in TextureSearch()(*last)[1:]:
+        assert t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from revive.nets.resample import upsample_bicubic
 from revive.nets.texture_transformer import (
     LTE_CHANNELS,
     SearchImpl,
@@ -56,7 +57,7 @@ def _conv1x1_up(conv: nn.Conv2d, x: Tensor, factor: int) -> Tensor:
     float rounding; convolving before upsampling needs one upsampled map less and 1/factor**2 of
     the conv work.
     """
-    return F.relu(F.interpolate(conv(x), scale_factor=factor, mode="bicubic"), inplace=True)
+    return F.relu(upsample_bicubic(conv(x), factor), inplace=True)
 
 
 class ResBlock(nn.Module):
