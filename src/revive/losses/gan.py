@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from revive.losses.layout import l1_loss, mse_loss
 
 MultiscaleOutput = Tensor | Sequence[Tensor | Sequence[Tensor]]
 
@@ -32,7 +33,7 @@ def lsgan_loss(pred: MultiscaleOutput, target_is_real: bool) -> Tensor:
     loss = 0.0
     for outputs in _per_scale(pred):
         logits = outputs[-1]
-        loss = loss + F.mse_loss(logits, torch.full_like(logits, target))
+        loss = loss + mse_loss(logits, torch.full_like(logits, target))
     return loss
 
 
@@ -53,7 +54,7 @@ def feature_matching_loss(
     loss = 0.0
     for fake_scale, real_scale in zip(_per_scale(fake_feats), _per_scale(real_feats)):
         for fake_f, real_f in zip(fake_scale[:-1], real_scale[:-1]):
-            loss = loss + w * F.l1_loss(fake_f, real_f.detach())
+            loss = loss + w * l1_loss(fake_f, real_f.detach())
     return loss
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from revive.losses.layout import l1_loss, mse_loss
 from revive.nets.vgg import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -135,7 +135,7 @@ class VGGPerceptualLoss(_FrozenVGGLoss):
             return self._zero(x)
         loss = 0.0
         for w, fx, fy in zip(self.LAYER_WEIGHTS, self.features(x), self.features(y)):
-            loss = loss + w * F.l1_loss(fx, fy.detach())
+            loss = loss + w * l1_loss(fx, fy.detach())
         return loss
 
 
@@ -165,4 +165,4 @@ class VGGFeatureMSE(_FrozenVGGLoss):
             return self._zero(sr)
         with torch.no_grad():
             target = self.relu5_1(hr)
-        return F.mse_loss(self.relu5_1(sr), target)
+        return mse_loss(self.relu5_1(sr), target)

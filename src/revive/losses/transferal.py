@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from revive.losses.layout import l1_loss, mse_loss
+
 
 def gram_matrix(feat: Tensor) -> Tensor:
     """Normalised Gram matrix ``F F^T / (C H W)`` of a (B, C, H, W) map, shape (B, C, C)."""
@@ -47,7 +49,7 @@ class TransferalPerceptualLoss(nn.Module):
             raise ValueError(f"TPL criterion={criterion!r}; use 'l2' or 'l1'.")
         self.variant = variant
         self.use_s = (variant == "gram") if use_s is None else use_s
-        self.criterion = F.mse_loss if criterion == "l2" else F.l1_loss
+        self.criterion = mse_loss if criterion == "l2" else l1_loss
 
     def _s_weights(self, s: Tensor | None) -> list[Tensor | float]:
         """S at lv1 (x4), lv2 (x2), lv3 (x1) resolution; sigmoid-squashed in the official code."""

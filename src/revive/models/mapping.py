@@ -11,10 +11,10 @@ import inspect
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from revive.losses.gan import feature_matching_loss, lsgan_loss
+from revive.losses.layout import l1_loss
 from revive.losses.perceptual import VGGPerceptualLoss
 from revive.metrics.image import psnr, ssim
 from revive.metrics.lpips import build_lpips
@@ -184,12 +184,12 @@ class MappingModule(CompiledNetworks, ChannelsLastBatches, GANModule):
                 pred_fake, pred_real, d_cfg.get("n_layers", 3), d_cfg.get("num_scales", 2), 1.0
             ),
             "vgg": self.vgg(restored, y),
-            "l1": F.l1_loss(restored, y),
+            "l1": l1_loss(restored, y),
         }
         if self.w["latent"] > 0:
             with torch.no_grad():
                 z_target = self.restorer.vae2.encode(y)[0]
-            terms["latent"] = F.l1_loss(z_mapped, z_target)
+            terms["latent"] = l1_loss(z_mapped, z_target)
         loss_g = sum(self.w[k] * v for k, v in terms.items() if self.w.get(k, 0) > 0)
         opt_g.zero_grad()
         self.manual_backward(loss_g)

@@ -3,9 +3,9 @@
 oneDNN (CPU) and cuDNN run 3x3 convs fastest on NHWC data, and bf16 convs on this CPU's AMX
 units only reach their speed in it. A module with ``channels_last=True`` converts its 4-D
 weights once at construction and every 4-D tensor of each batch as a step receives it; the
-math is unchanged, only the strides (and so the summation order) differ. Layers without an NHWC
-kernel, InstanceNorm above all, hand back NCHW: in the InstanceNorm networks (VAEs, mappings)
-the conversions cost more than NHWC saves, so their configs leave it off.
+math is unchanged, only the strides (and so the summation order) differ. What keeps a whole step
+in NHWC: ``revive.nets.layers.InstanceNorm2d`` (torch's hands NHWC input back as NCHW), and the
+losses of ``revive.losses.layout`` (a mean's backward starts an NCHW gradient).
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.optim.lr_scheduler import StepLR
 
 from revive.losses.gan import gradient_penalty, wgan_d_loss, wgan_g_loss
+from revive.losses.layout import l1_loss
 from revive.losses.perceptual import VGGFeatureMSE
 from revive.losses.transferal import TransferalPerceptualLoss
 from revive.metrics.image import psnr_ssim
@@ -145,7 +145,7 @@ class TTSRModule(CompiledNetworks, ChannelsLastBatches, pl.LightningModule):
 
     def generator_losses(self, out: TTSROutput, hr: Tensor) -> dict[str, Tensor]:
         """Every active generator term (unweighted) for one batch."""
-        terms = {"rec": F.l1_loss(out.sr, hr)}
+        terms = {"rec": l1_loss(out.sr, hr)}
         if self.in_warmup:
             return terms
         if "per" in self.w:

@@ -12,11 +12,11 @@ import logging
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from revive.losses.gan import feature_matching_loss, lsgan_loss
 from revive.losses.kl import gaussian_kl, reduced_kl
+from revive.losses.layout import l1_loss, memory_order
 from revive.losses.perceptual import VGGPerceptualLoss
 from revive.metrics.domain import mmd_rbf, patch_accuracy
 from revive.metrics.image import psnr, ssim
@@ -122,7 +122,7 @@ class VAEModule(CompiledNetworks, ChannelsLastBatches, GANModule):
             ),
             "vgg": self.vgg(out.image, real),
             "kl": self.kl_term(out.mean, out.logvar),
-            "l1": F.l1_loss(out.image, real),
+            "l1": l1_loss(out.image, real),
         }
         latents = None
         if self.latent_d is not None:
@@ -249,7 +249,12 @@ def split_domains(latent: Tensor, domain: Tensor | None) -> tuple[Tensor, Tensor
     """(R latents, X latents), both cut to the shorter length as official; None if one is empty."""
     if domain is None:
         return None
-    real, synthetic = latent[domain == REAL], latent[domain == SYNTHETIC]
+    # Select in memory order: a boolean index returns (and its backward builds) NCHW tensors,
+    # which would send NCHW gradients into a channels_last encoder.
+    view = memory_order(latent)
+    real, synthetic = view[domain == REAL], view[domain == SYNTHETIC]
+    if view is not latent:
+        real, synthetic = real.permute(0, 3, 1, 2), synthetic.permute(0, 3, 1, 2)
     n = min(len(real), len(synthetic))
     if n == 0:
         return None
