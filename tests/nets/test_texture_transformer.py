@@ -209,3 +209,21 @@ def test_hard_attention_keeps_the_memory_format_of_v():
         assert t.is_contiguous()
     for t in TextureSearch()(*last)[1:]:
         assert t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def test_all_zero_patches_give_finite_official_gradients():
+    """Dark regions are all zero after the LTE's ReLU: their patch norms are clamped (as
+    F.normalize does), never a square root's infinite slope times zero."""
+    q, k, v_lv1, v_lv2, v_lv3 = ltefeatures(1, (6, 7), (6, 5), seed=8)
+    q[..., :4, :4] = 0.0
+    k[..., 2:, :4] = 0.0
+    features = [x.requires_grad_() for x in (q, k, v_lv1, v_lv2, v_lv3)]
+    weights = [torch.rand_like(x) for x in TextureSearch("naive")(*features)]
+
+    def grads(search: TextureSearch):
+        loss = sum((out * w).sum() for out, w in zip(search(*features), weights))
+        return torch.autograd.grad(loss, features)
+
+    for a, b in zip(grads(TextureSearch("naive")), grads(TextureSearch("bounded", 6, 5))):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)

@@ -191,31 +191,35 @@ class RelevanceEmbedding(nn.Module):
         ref_width = k.shape[-1]
         q_rows = _rows_per_chunk(self.query_chunk, width)
         k_rows = _rows_per_chunk(self.key_chunk, ref_width)
-        k_norms = _patch_norms(k)  # with gradient: S trains the LTE through them
+        # Patch norms from a 3x3 box sum of squares, with gradient: S trains the LTE through them.
+        q_norms, k_norms = _patch_norms(q), _patch_norms(k)
         soft, hard = [], []
         for r0 in range(0, height, q_rows):
             r1 = min(r0 + q_rows, height)
             # (B, C*9, n): the zero-padded 3x3 patches of these rows, as F.unfold(q, 3, padding=1)
             q_patches = F.unfold(_band(q, r0, r1), 3, padding=(0, 1))
+            band_norms = q_norms[:, r0 * width : r1 * width]  # (B, n)
             with torch.no_grad():
-                unit = F.normalize(q_patches, dim=1)
+                unit = q_patches / band_norms[:, None, :]
             index = _most_relevant(unit, k.detach(), k_norms.detach(), k_rows)
             # Recomputing the winning cosine gives S the gradient of torch.max (it flows to the
             # chosen pair only) without keeping every relevance tile alive for backward. Dividing
             # the dot product by both norms, rather than normalising both patch matrices, spares
             # two passes over them forward and four backward.
             dots = (q_patches * _gather_patches(k, index, ref_width, scale=1)).sum(dim=1)
-            q_norms = torch.linalg.vector_norm(q_patches, dim=1).clamp_min(1e-12)
-            soft.append(dots / (q_norms * k_norms.gather(1, index)))
+            soft.append(dots / (band_norms * k_norms.gather(1, index)))
             hard.append(index)
         return torch.cat(soft, dim=1).view(q.shape[0], 1, height, width), torch.cat(hard, dim=1)
 
 
-def _patch_norms(k: Tensor) -> Tensor:
-    """L2 norm of every zero-padded 3x3 patch of k, clamped like ``F.normalize``: (B, Hr*Wr)."""
-    squares = k.pow(2).sum(dim=1, keepdim=True)  # (B, 1, Hr, Wr)
-    window = squares.new_ones(1, 1, 3, 3)
-    return F.conv2d(squares, window, padding=1).sqrt().clamp_min(1e-12).flatten(1)
+def _patch_norms(x: Tensor) -> Tensor:
+    """L2 norm of every zero-padded 3x3 patch of x, clamped like ``F.normalize``: (B, H*W)."""
+    # In fp32 (a bf16 sum of 2304 squares keeps three digits), clamped before the square root:
+    # an all-zero patch (a dark region after the ReLU) then gets a zero gradient, not 0 * inf.
+    with torch.autocast(x.device.type, enabled=False):
+        squares = x.float().pow(2).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+        sums = F.conv2d(squares, squares.new_ones(1, 1, 3, 3), padding=1)
+        return sums.clamp_min(1e-24).sqrt().flatten(1)
 
 
 @torch.no_grad()
