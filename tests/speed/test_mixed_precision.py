@@ -114,8 +114,12 @@ def test_one_bf16_mixed_step_is_finite_and_steps_every_optimizer(name, stages) -
         params = [p for group in optimizer.param_groups for p in group["params"]]
         pushed = [p.grad is not None and bool(p.grad.any()) for p in params]
         moved = [not torch.equal(before[id(p)], p.detach()) for p in params]
-        # (a WGAN critic's last bias gets no gradient: it cancels in E[D(fake)] - E[D(real)])
-        assert sum(pushed) >= 0.9 * len(params), f"only {sum(pushed)}/{len(params)} got a gradient"
+        # Weights only: a WGAN critic's biases can cancel exactly in E[D(fake)] - E[D(real)] (its
+        # last one always; the ones before it where real and fake share their LeakyReLU slopes).
+        weights = [g for p, g in zip(params, pushed) if p.dim() > 1]
+        assert sum(weights) >= 0.9 * len(weights), (
+            f"only {sum(weights)}/{len(weights)} weights got a gradient"
+        )
         assert all(m for m, g in zip(moved, pushed) if g), (
             "a parameter with a gradient did not move"
         )
