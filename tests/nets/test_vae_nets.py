@@ -90,3 +90,15 @@ def test_norm_none_keeps_colour_in_the_latent_with_the_official_keys() -> None:
 def test_unknown_norm_names_the_option() -> None:
     with pytest.raises(ValueError, match="model.net.norm"):
         VAE(ngf=4, mc=8, norm="batch")
+
+
+def test_sampling_noise_is_the_same_in_every_precision_and_layout():
+    mean = torch.randn(2, 4, 5, 3)
+    torch.manual_seed(3)
+    reference = VAE.reparameterize(mean, None) - mean
+    fast = mean.bfloat16().contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(3)
+    sampled = VAE.reparameterize(fast, None)
+    assert sampled.dtype == torch.bfloat16
+    assert sampled.is_contiguous(memory_format=torch.channels_last) and not sampled.is_contiguous()
+    torch.testing.assert_close((sampled - fast).float(), reference, rtol=0.02, atol=0.02)
