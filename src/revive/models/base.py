@@ -28,7 +28,23 @@ def linear_decay_schedulers(
     return [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
 
 
-class GANModule(pl.LightningModule):
+class BackwardOutsideAutocast(pl.LightningModule):
+    """``manual_backward`` with autocast off, as Lightning's automatic optimization runs backward.
+
+    Manual optimization calls backward inside ``training_step``, i.e. inside bf16-mixed's
+    autocast region, and autocast then also applies to the ops that backward formulas call: the
+    WGAN-GP penalty's double backward ran its convs and matmuls in bf16 (critic gradients 5e-3
+    off fp32's, where the penalty is meant to be fp32) and recast the critic's fp32 weights to
+    bf16 at every call (17 casts of its 13 M-weight classifier per TTSR step). Backward ops run
+    in the dtypes their forward saved, with or without autocast.
+    """
+
+    def manual_backward(self, loss: Tensor, *args, **kwargs) -> None:
+        with torch.autocast(loss.device.type, enabled=False):
+            super().manual_backward(loss, *args, **kwargs)
+
+
+class GANModule(BackwardOutsideAutocast):
     """Base for modules that step their optimizers by hand (generator, then discriminators).
 
     Subclasses implement ``training_step`` and ``evaluate(batch, batch_idx, stage)``; schedulers

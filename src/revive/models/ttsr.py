@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.optim.lr_scheduler import StepLR
@@ -27,6 +26,7 @@ from revive.losses.layout import l1_loss
 from revive.losses.perceptual import VGGFeatureMSE
 from revive.losses.transferal import TransferalPerceptualLoss
 from revive.metrics.image import psnr_ssim
+from revive.models.base import BackwardOutsideAutocast
 from revive.models.compiled import CompiledNetworks
 from revive.models.memory_format import ChannelsLastBatches, to_channels_last
 from revive.nets.ttsr import TTSR, Discriminator, TTSROutput
@@ -40,7 +40,7 @@ LOSS_SETS = ("rec", "all")
 SCALE = 4
 
 
-class TTSRModule(CompiledNetworks, ChannelsLastBatches, pl.LightningModule):
+class TTSRModule(CompiledNetworks, ChannelsLastBatches, BackwardOutsideAutocast):
     """Train TTSR (``losses="all"``) or TTSR-rec (``losses="rec"``) with the official recipe.
 
     :param net: ``TTSR`` arguments: ``n_feats``, ``num_res_blocks``, ``res_scale`` and the ablation
