@@ -16,7 +16,7 @@ and, asked for with ``--settings ... compiled``, bf16 + channels_last + ``model.
 - below half the bf16 peak: a torch.profiler run of the fastest setting naming the ops and the
   layers that hold it back.
 
-    python experiments/benchmarks/throughput.py           # all models, 9 min 13 s on 2 idle cores
+    python experiments/benchmarks/throughput.py           # all models, 7-11 min on 2 cores (host-dependent)
     python experiments/benchmarks/throughput.py --quick   # tiny widths: checks the script (1-2 min)
     python experiments/benchmarks/throughput.py --models ttsr --settings fp32 fp32_cl bf16 bf16_cl
     python experiments/benchmarks/throughput.py --settings fp32 fast compiled  # + torch.compile

@@ -11,20 +11,17 @@ of its elements, up to float summation order) and a gradient in the input's own 
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from revive.nets.layers import is_channels_last
 
 
 def memory_order(x: Tensor, like: Tensor | None = None) -> Tensor:
     """``x`` viewed in the memory order of ``like`` (default ``x``): ``x.permute(0, 2, 3, 1)``
     when ``like`` is a channels_last 4-D tensor, else ``x`` itself. For losses that reduce over
     every element."""
-    like = x if like is None else like
-    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
-        if not like.is_contiguous():
-            return x.permute(0, 2, 3, 1)
-    return x
+    return x.permute(0, 2, 3, 1) if is_channels_last(x if like is None else like) else x
 
 
 def l1_loss(x: Tensor, y: Tensor) -> Tensor:

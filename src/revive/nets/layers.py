@@ -44,7 +44,7 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         if self.track_running_stats:
             return super().forward(x)
         if not torch.compiler.is_compiling():
-            if _is_channels_last(x):
+            if is_channels_last(x):
                 return _ChannelsLastInstanceNorm.apply(x, self.weight, self.bias, self.eps)
             return super().forward(x)
         xf = x.float()
@@ -109,8 +109,9 @@ class _ChannelsLastInstanceNorm(torch.autograd.Function):
         return dx, dweight, dbias, None
 
 
-def _is_channels_last(x: Tensor) -> bool:
-    # strictly: a tensor both layouts describe (C == 1 or H == W == 1) stays on torch's path
+def is_channels_last(x: Tensor) -> bool:
+    """True for a 4-D tensor stored channels_last and not also contiguous: a tensor that both
+    layouts describe (C == 1 or H == W == 1) counts as NCHW, so it keeps torch's own paths."""
     return (
         x.dim() == 4
         and x.is_contiguous(memory_format=torch.channels_last)

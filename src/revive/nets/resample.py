@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from revive.nets.layers import is_channels_last
+
 
 @lru_cache(maxsize=64)
 def bicubic_matrix(n: int, factor: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -43,7 +45,7 @@ def upsample_bicubic(x: Tensor, factor: int) -> Tensor:
     batch, channels, height, width = x.shape
     a_h = bicubic_matrix(height, factor, x.dtype, x.device)
     a_w = bicubic_matrix(width, factor, x.dtype, x.device)
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if is_channels_last(x):
         nhwc = x.permute(0, 2, 3, 1)  # (B, H, W, C), a view of the channels_last storage
         rows = torch.matmul(a_w, nhwc.reshape(batch * height, width, channels))  # (B*H, fW, C)
         out = torch.matmul(a_h, rows.reshape(batch, height, factor * width * channels))

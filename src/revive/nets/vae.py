@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from revive.nets.layers import InstanceNorm2d, ReflectionPad2d
+from revive.nets.layers import InstanceNorm2d, ReflectionPad2d, is_channels_last
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -204,7 +204,7 @@ class VAE(nn.Module):
         # Drawn contiguous in fp32, then given mean's dtype and layout: the same noise for a seed
         # in every precision and format, and torch's normal sampler is 5x slower on NHWC output.
         noise = torch.randn(mean.shape, device=mean.device).to(mean.dtype)
-        if mean.is_contiguous(memory_format=torch.channels_last) and not mean.is_contiguous():
+        if is_channels_last(mean):
             noise = noise.contiguous(memory_format=torch.channels_last)
         if logvar is None:
             return mean + noise
